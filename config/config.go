@@ -1,0 +1,188 @@
+// Package config turns a statsbridge TOML file into a typed, validated
+// configuration. Every key has a default (see Default and config.example.toml),
+// and every error names the key and, where the file has it, the line.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole statsbridge configuration.
+type Config struct {
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	LogLevel        string   `toml:"log_level"`
+
+	Statsd  Statsd  `toml:"statsd"`
+	Prosody Prosody `toml:"prosody"`
+	Limits  Limits  `toml:"limits"`
+	HTTP    HTTP    `toml:"http"`
+
+	Graphite    []Graphite    `toml:"graphite"`
+	Influx      []Influx      `toml:"influx"`
+	RemoteWrite []RemoteWrite `toml:"remote_write"`
+}
+
+// Statsd configures the StatsD listeners and the flush clock.
+type Statsd struct {
+	UDP          []string `toml:"udp"`
+	TCP          []string `toml:"tcp"`
+	Unixgram     []string `toml:"unixgram"`
+	UnixgramMode FileMode `toml:"unixgram_mode"`
+	Readers      int      `toml:"readers"`
+	ReadBuffer   ByteSize `toml:"read_buffer"`
+	MaxLine      ByteSize `toml:"max_line"`
+
+	TCPMaxConnections int      `toml:"tcp_max_connections"`
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
+
+	FlushInterval Duration `toml:"flush_interval"`
+	Gauges        string   `toml:"gauges"`
+	SourceLabel   string   `toml:"source_label"`
+}
+
+// Gauge sign handling, the values of Statsd.Gauges.
+const (
+	GaugesRelativeSigns = "relative-signs"
+	GaugesAbsolute      = "absolute"
+)
+
+// Prosody configures the Prosody dialect.
+type Prosody struct {
+	Prefix string `toml:"prefix"`
+}
+
+// Limits bound what the model keeps.
+type Limits struct {
+	MaxSeries          int      `toml:"max_series"`
+	MaxSeriesPerFamily int      `toml:"max_series_per_family"`
+	SeriesTTL          Duration `toml:"series_ttl"`
+}
+
+// HTTP configures the /metrics and /healthz listener.
+type HTTP struct {
+	Listen         string   `toml:"listen"`
+	Allow          []string `toml:"allow"`
+	TrustedProxies []string `toml:"trusted_proxies"`
+}
+
+// Push holds what every push sink shares.
+type Push struct {
+	ExternalLabels map[string]string `toml:"external_labels"`
+	Counters       string            `toml:"counters"`
+	DeleteIdle     bool              `toml:"delete_idle"`
+	BatchSize      int               `toml:"batch_size"`
+	BatchBytes     ByteSize          `toml:"batch_bytes"`
+	QueueSize      ByteSize          `toml:"queue_size"`
+	MaxRetryAge    Duration          `toml:"max_retry_age"`
+	Timeout        Duration          `toml:"timeout"`
+}
+
+// Counter renderings, the values of Push.Counters.
+const (
+	CountersDelta      = "delta"
+	CountersCumulative = "cumulative"
+)
+
+// Graphite is one carbon plaintext sink.
+type Graphite struct {
+	Address         string `toml:"address"`
+	Layout          string `toml:"layout"`
+	LegacyNamespace bool   `toml:"legacy_namespace"`
+	Prefix          string `toml:"prefix"`
+	Push
+}
+
+// Graphite layouts, the values of Graphite.Layout.
+const (
+	LayoutEtsy  = "etsy"
+	LayoutPaths = "paths"
+	LayoutTags  = "tags"
+)
+
+// Influx is one InfluxDB line-protocol sink.
+type Influx struct {
+	URL          string `toml:"url"`
+	Token        Secret `toml:"token"`
+	TokenFile    string `toml:"token_file"`
+	Username     string `toml:"username"`
+	Password     Secret `toml:"password"`
+	PasswordFile string `toml:"password_file"`
+	Gzip         bool   `toml:"gzip"`
+	Push
+}
+
+// RemoteWrite is one Prometheus remote-write sink.
+type RemoteWrite struct {
+	URL             string            `toml:"url"`
+	Headers         map[string]Secret `toml:"headers"`
+	BearerToken     Secret            `toml:"bearer_token"`
+	BearerTokenFile string            `toml:"bearer_token_file"`
+	Push
+}
+
+// Default is the embedded configuration: what statsbridge runs with when it is
+// given no file and no flags.
+func Default() Config {
+	return Config{
+		ShutdownTimeout: Duration(15 * time.Second),
+		LogLevel:        "info",
+		Statsd: Statsd{
+			UDP:               []string{"127.0.0.1:8125"},
+			TCP:               []string{"127.0.0.1:8125"},
+			Unixgram:          []string{},
+			UnixgramMode:      0o666,
+			Readers:           0,
+			ReadBuffer:        8 << 20,
+			MaxLine:           64 << 10,
+			TCPMaxConnections: 1024,
+			TCPIdleTimeout:    Duration(5 * time.Minute),
+			FlushInterval:     Duration(10 * time.Second),
+			Gauges:            GaugesRelativeSigns,
+			SourceLabel:       "",
+		},
+		Prosody: Prosody{Prefix: "prosody"},
+		Limits: Limits{
+			MaxSeries:          1_000_000,
+			MaxSeriesPerFamily: 100_000,
+		},
+		HTTP: HTTP{
+			Listen:         "127.0.0.1:9102",
+			Allow:          []string{"127.0.0.0/8", "::1/128"},
+			TrustedProxies: []string{},
+		},
+		Graphite:    []Graphite{},
+		Influx:      []Influx{},
+		RemoteWrite: []RemoteWrite{},
+	}
+}
+
+// DefaultPush is what a push sink shares when the file says nothing.
+func DefaultPush() Push {
+	return Push{
+		ExternalLabels: map[string]string{},
+		Counters:       CountersDelta,
+		BatchSize:      1000,
+		BatchBytes:     1 << 20,
+		QueueSize:      64 << 20,
+		MaxRetryAge:    Duration(5 * time.Minute),
+		Timeout:        Duration(10 * time.Second),
+	}
+}
+
+// DefaultGraphite is a graphite sink with nothing set but its address.
+func DefaultGraphite() Graphite {
+	return Graphite{Address: "127.0.0.1:2003", Layout: LayoutEtsy, LegacyNamespace: true, Push: DefaultPush()}
+}
+
+// DefaultInflux is an influx sink with nothing set but its URL.
+func DefaultInflux() Influx {
+	return Influx{URL: "http://127.0.0.1:8086/write?db=statsd", Gzip: true, Push: DefaultPush()}
+}
+
+// DefaultRemoteWrite is a remote-write sink with nothing set but its URL.
+// Remote-write only has cumulative counters.
+func DefaultRemoteWrite() RemoteWrite {
+	p := DefaultPush()
+	p.Counters = CountersCumulative
+	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, Push: p}
+}

@@ -1,0 +1,225 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func readExample(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// uncomment turns the example's "#key = value" and "#[[table]]" lines on.
+func uncomment(example string) string {
+	var out []string
+	for _, line := range strings.Split(example, "\n") {
+		if len(line) > 1 && line[0] == '#' && line[1] != ' ' {
+			line = line[1:]
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestExampleIsTheEmbeddedDefault(t *testing.T) {
+	got, err := Parse([]byte(readExample(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("config.example.toml parses to\n%+v\nbut Default() is\n%+v", got, want)
+	}
+}
+
+func TestExampleSinksShowTheirDefaults(t *testing.T) {
+	got, err := Parse([]byte(uncomment(readExample(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Graphite = []Graphite{DefaultGraphite()}
+	want.Influx = []Influx{DefaultInflux()}
+	want.RemoteWrite = []RemoteWrite{DefaultRemoteWrite()}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the example's sinks, uncommented, parse to\n%+v\nbut the defaults are\n%+v", got, want)
+	}
+}
+
+func TestEveryKeyIsDocumentedInTheExample(t *testing.T) {
+	example := readExample(t)
+	var walk func(t reflect.Type)
+	walk = func(typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			key := tomlName(f)
+			if !regexp.MustCompile(`(?m)^#?`+regexp.QuoteMeta(key)+` = `).MatchString(example) &&
+				!strings.Contains(example, "["+key+"]") {
+				t.Errorf("key %q is not in config.example.toml", key)
+			}
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type.NumMethod() == 0:
+				walk(f.Type)
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+				walk(f.Type.Elem())
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}))
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(`
+[statsd]
+flush_interval = "1s"
+[[graphite]]
+address = "carbon:2003"
+layout = "paths"
+[[graphite]]
+address = "carbon2:2003"
+legacy_namespace = false
+external_labels = { instance = "relay1" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Statsd.FlushInterval.D() != time.Second {
+		t.Errorf("flush_interval = %v", cfg.Statsd.FlushInterval)
+	}
+	if got := cfg.Statsd.UDP; !reflect.DeepEqual(got, []string{"127.0.0.1:8125"}) {
+		t.Errorf("statsd.udp = %v, want the default", got)
+	}
+	g0, g1 := cfg.Graphite[0], cfg.Graphite[1]
+	if g0.Layout != LayoutPaths || !g0.LegacyNamespace || g0.BatchSize != 1000 || g0.Timeout.D() != 10*time.Second {
+		t.Errorf("graphite[0] = %+v: set keys or defaults lost", g0)
+	}
+	if g1.Layout != LayoutEtsy || g1.LegacyNamespace || g1.ExternalLabels["instance"] != "relay1" {
+		t.Errorf("graphite[1] = %+v", g1)
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name string
+		toml string
+		want []string // substrings of the error: key and line
+	}{
+		{"typo'd key", "[statsd]\nudp = []\nflush_intervall = \"1s\"\n", []string{"statsd.flush_intervall", "line 3", "unknown key"}},
+		{"typo'd table", "[stats]\nudp = []\n", []string{"stats", "line 1", "unknown key"}},
+		{"typo'd key in the second sink", "[[graphite]]\naddress = \"a:1\"\n[[graphite]]\nadress = \"b:1\"\n",
+			[]string{"graphite[1].adress", "line 4"}},
+		{"wrong type", "[limits]\nmax_series = \"many\"\n", []string{"limits.max_series", "line 2"}},
+		{"bad duration", "[statsd]\nflush_interval = \"often\"\n", []string{"statsd.flush_interval", "line 2", "duration"}},
+		{"bad size", "[statsd]\nread_buffer = \"big\"\n", []string{"statsd.read_buffer", "line 2", "size"}},
+		{"bad layout", "[[graphite]]\naddress = \"a:1\"\nlayout = \"flat\"\n", []string{"graphite[0].layout", "line 3", `"flat"`}},
+		{"bad address", "[statsd]\n\ntcp = [\"localhost\"]\n", []string{"statsd.tcp[0]", "line 3"}},
+		{"interval too short", "[statsd]\nflush_interval = \"10ms\"\n", []string{"statsd.flush_interval", "line 2"}},
+		{"remote-write counters", "[[remote_write]]\nurl = \"http://p:9090/api/v1/write\"\ncounters = \"delta\"\n",
+			[]string{"remote_write[0].counters", "line 3"}},
+		{"influx url without db", "[[influx]]\nurl = \"http://i:8086/write\"\n", []string{"influx[0].url", "line 2", "db="}},
+		{"bad allow", "[http]\nallow = [\"10.0.0.0/33\"]\n", []string{"http.allow", "line 2"}},
+		{"bad external label", "[[graphite]]\naddress = \"a:1\"\nexternal_labels = { \"bad-name\" = \"x\" }\n",
+			[]string{"graphite[0].external_labels", "line 3"}},
+		{"syntax", "[statsd\nudp = []\n", []string{"line 1", "TOML syntax"}},
+		{"unset environment secret", "[[influx]]\nurl = \"http://i:8086/write?db=x\"\ntoken = \"${STATSBRIDGE_TEST_UNSET_TOKEN}\"\n",
+			[]string{"influx[0].token", "line 3", "STATSBRIDGE_TEST_UNSET_TOKEN"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T %v is not Errors", err, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(path, []byte("[http]\nlisten = 9102\n"), 0o644)
+	_, err := Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), path+":2: http.listen") {
+		t.Errorf("error %v, want it to start with %s:2: http.listen", err, path)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.toml")); err == nil || !strings.Contains(err.Error(), "missing.toml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestSecretsFromEnvironmentAndFile(t *testing.T) {
+	t.Setenv("STATSBRIDGE_TEST_TOKEN", "s3cret")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("from-file\n"), 0o600)
+	cfg, err := Parse([]byte(`
+[[influx]]
+url = "http://i:8086/write?db=x"
+token = "${STATSBRIDGE_TEST_TOKEN}"
+[[remote_write]]
+url = "http://p:9090/api/v1/write"
+bearer_token_file = "` + tokenFile + `"
+headers = { "X-Scope-OrgID" = "${STATSBRIDGE_TEST_TOKEN}" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Influx[0].Token.Reveal(); got != "s3cret" {
+		t.Errorf("token = %q", got)
+	}
+	if got := cfg.RemoteWrite[0].BearerToken.Reveal(); got != "from-file" {
+		t.Errorf("bearer_token = %q", got)
+	}
+	if got := cfg.RemoteWrite[0].Headers["X-Scope-OrgID"].Reveal(); got != "s3cret" {
+		t.Errorf("header = %q", got)
+	}
+	if s := cfg.Influx[0].Token.String(); strings.Contains(s, "s3cret") {
+		t.Errorf("a secret prints its value: %q", s)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		ok   bool
+	}{
+		{"512", 512, true}, {"64KiB", 64 << 10, true}, {"8MiB", 8 << 20, true}, {"1GiB", 1 << 30, true},
+		{"10MB", 10_000_000, true}, {"1.5KiB", 1536, true}, {"-1", 0, false}, {"lots", 0, false}, {"", 0, false},
+	}
+	for _, tt := range tests {
+		var s ByteSize
+		err := s.UnmarshalText([]byte(tt.in))
+		if (err == nil) != tt.ok || (tt.ok && s != tt.want) {
+			t.Errorf("%q: got %d, %v; want %d, ok=%v", tt.in, s, err, tt.want, tt.ok)
+		}
+	}
+	for _, s := range []ByteSize{512, 64 << 10, 8 << 20, 3 << 30} {
+		text, _ := s.MarshalText()
+		var back ByteSize
+		if err := back.UnmarshalText(text); err != nil || back != s {
+			t.Errorf("%d -> %q -> %d, %v", s, text, back, err)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate checks a configuration built in code (flags applied to a file, say).
+// Its errors name keys but no lines.
+func (c *Config) Validate() error {
+	if errs := c.validate(keyIndex{}); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (c *Config) validate(keys keyIndex) Errors {
+	v := validator{keys: keys}
+	v.check("shutdown_timeout", c.ShutdownTimeout > 0, "must be more than 0")
+	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+
+	s := &c.Statsd
+	for i, a := range s.UDP {
+		v.hostPort(fmt.Sprintf("statsd.udp[%d]", i), "statsd.udp", a, true)
+	}
+	for i, a := range s.TCP {
+		v.hostPort(fmt.Sprintf("statsd.tcp[%d]", i), "statsd.tcp", a, true)
+	}
+	for _, p := range s.Unixgram {
+		v.check("statsd.unixgram", p != "", "a socket path must not be empty")
+	}
+	v.check("statsd.readers", s.Readers >= 0 && s.Readers <= 1024, "must be 0 (one per core) to 1024")
+	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")
+	v.check("statsd.max_line", s.MaxLine >= 512 && s.MaxLine <= 16<<20, "must be 512B to 16MiB")
+	v.check("statsd.tcp_max_connections", s.TCPMaxConnections > 0, "must be more than 0")
+	v.check("statsd.tcp_idle_timeout", s.TCPIdleTimeout >= 0, "must not be negative")
+	v.check("statsd.flush_interval", s.FlushInterval.D() >= 100*time.Millisecond,
+		"must be at least 100ms")
+	v.check("statsd.flush_interval", s.FlushInterval.D()%time.Millisecond == 0,
+		"must be a whole number of milliseconds")
+	v.oneOf("statsd.gauges", s.Gauges, GaugesRelativeSigns, GaugesAbsolute)
+	if s.SourceLabel != "" {
+		v.check("statsd.source_label", labelNameRE.MatchString(s.SourceLabel),
+			"%q is not a valid label name", s.SourceLabel)
+	}
+
+	v.check("prosody.prefix", !strings.ContainsAny(c.Prosody.Prefix, " \t\n:|"),
+		"%q cannot be a StatsD name prefix", c.Prosody.Prefix)
+
+	v.check("limits.max_series", c.Limits.MaxSeries > 0, "must be more than 0")
+	v.check("limits.max_series_per_family", c.Limits.MaxSeriesPerFamily > 0, "must be more than 0")
+	v.check("limits.series_ttl", c.Limits.SeriesTTL >= 0, "must not be negative")
+
+	if c.HTTP.Listen != "" {
+		v.hostPort("http.listen", "http.listen", c.HTTP.Listen, true)
+	}
+	for _, a := range c.HTTP.Allow {
+		v.prefix("http.allow", a)
+	}
+	for _, a := range c.HTTP.TrustedProxies {
+		v.prefix("http.trusted_proxies", a)
+	}
+
+	for i := range c.Graphite {
+		g := &c.Graphite[i]
+		p := fmt.Sprintf("graphite[%d].", i)
+		v.hostPort(p+"address", p+"address", g.Address, false)
+		v.oneOf(p+"layout", g.Layout, LayoutEtsy, LayoutPaths, LayoutTags)
+		v.check(p+"prefix", !strings.ContainsAny(g.Prefix, " \t\n;"), "must not contain spaces or ';'")
+		v.push(p, &g.Push, CountersDelta, CountersCumulative)
+	}
+	for i := range c.Influx {
+		in := &c.Influx[i]
+		p := fmt.Sprintf("influx[%d].", i)
+		v.influxURL(p+"url", in.URL)
+		v.push(p, &in.Push, CountersDelta, CountersCumulative)
+	}
+	for i := range c.RemoteWrite {
+		rw := &c.RemoteWrite[i]
+		p := fmt.Sprintf("remote_write[%d].", i)
+		v.httpURL(p+"url", rw.URL)
+		v.push(p, &rw.Push, CountersCumulative)
+	}
+	return v.errs
+}
+
+type validator struct {
+	keys keyIndex
+	errs Errors
+}
+
+func (v *validator) check(key string, ok bool, format string, args ...any) {
+	if !ok {
+		v.errs = append(v.errs, v.keys.errorf(key, format, args...))
+	}
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.check(key, false, "%q is not one of %s", value, strings.Join(quoteAll(allowed), ", "))
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+// hostPort checks an address to listen on (where port 0 picks a free port)
+// or connect to. lineKey is the key whose line the error points at (a
+// list's elements share the list's line).
+func (v *validator) hostPort(key, lineKey, addr string, listen bool) {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		var n uint64
+		n, err = strconv.ParseUint(port, 10, 16)
+		if err == nil && n == 0 && !listen {
+			err = fmt.Errorf("port 0 cannot be connected to")
+		}
+	}
+	if err != nil {
+		v.errs = append(v.errs, &FieldError{Key: key, Line: v.keys.line(lineKey),
+			Msg: fmt.Sprintf("%q is not a host:port address: %v", addr, err)})
+	}
+}
+
+func (v *validator) prefix(key, s string) {
+	if _, err := ParsePrefix(s); err != nil {
+		v.check(key, false, "%v", err)
+	}
+}
+
+// ParsePrefix reads an IP address or CIDR prefix; a bare address is a
+// prefix of one address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (v *validator) httpURL(key, raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.check(key, false, "%q is not an http:// or https:// URL", raw)
+		return nil
+	}
+	return u
+}
+
+func (v *validator) influxURL(key, raw string) {
+	u := v.httpURL(key, raw)
+	if u == nil {
+		return
+	}
+	q := u.Query()
+	switch {
+	case strings.HasSuffix(u.Path, "/api/v2/write"):
+		v.check(key, q.Get("bucket") != "" && q.Get("org") != "",
+			"an InfluxDB 2.x URL needs ?org=...&bucket=...")
+	case strings.HasSuffix(u.Path, "/write"):
+		v.check(key, q.Get("db") != "", "an InfluxDB 1.x URL needs ?db=...")
+	default:
+		v.check(key, false, "the path must end in /write (InfluxDB 1.x) or /api/v2/write (2.x)")
+	}
+	if pr := q.Get("precision"); pr != "" {
+		v.check(key, false, "leave precision out of the URL: statsbridge sets it")
+	}
+}
+
+func (v *validator) push(prefix string, p *Push, counters ...string) {
+	v.oneOf(prefix+"counters", p.Counters, counters...)
+	v.check(prefix+"batch_size", p.BatchSize > 0, "must be more than 0")
+	v.check(prefix+"batch_bytes", p.BatchBytes >= 1024, "must be at least 1KiB")
+	v.check(prefix+"queue_size", p.QueueSize >= p.BatchBytes, "must be at least batch_bytes")
+	v.check(prefix+"max_retry_age", p.MaxRetryAge >= 0, "must not be negative")
+	v.check(prefix+"timeout", p.Timeout > 0, "must be more than 0")
+	for name, value := range p.ExternalLabels {
+		v.check(prefix+"external_labels", labelNameRE.MatchString(name) && !strings.HasPrefix(name, "__"),
+			"%q is not a valid label name", name)
+		v.check(prefix+"external_labels", value != "", "label %q has an empty value", name)
+	}
+}

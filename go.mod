@@ -1,0 +1,28 @@
+module github.com/statsbridge/statsbridge
+
+go 1.26.8
+
+require (
+	github.com/golang/snappy v1.0.0 // remote-write bodies are snappy block format
+	github.com/influxdata/line-protocol/v2 v2.2.1 // InfluxDB line-protocol encoder (product card)
+	github.com/pelletier/go-toml/v2 v2.4.3 // TOML config: strict decoding with line numbers, and an AST for the lines of every key
+	github.com/prometheus/client_model v0.6.3 // the metric families expfmt encodes
+	github.com/prometheus/common v0.73.1 // expfmt: content negotiation and the Prometheus text format
+	github.com/prometheus/prometheus v0.316.0 // prompb for remote-write (product card); textparse checks our OpenMetrics in tests
+	github.com/urfave/cli/v2 v2.27.7 // the command line (product card)
+	golang.org/x/net v0.62.0 // ipv4/ipv6 ReadBatch: recvmmsg for UDP
+	golang.org/x/sys v0.49.0 // socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), MSG_DONTWAIT
+	google.golang.org/protobuf v1.36.12 // builds client_model messages for expfmt
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/gogo/protobuf v1.3.2 // indirect
+	github.com/grafana/regexp v0.0.0-20250905093917-f7b3be9d1853 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/pandatix/go-abnf v0.5.3 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
