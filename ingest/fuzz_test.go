@@ -1,0 +1,42 @@
+package ingest
+
+import (
+	"encoding/base64"
+	"testing"
+)
+
+// FuzzParse feeds the parser arbitrary lines: it must never panic, and a
+// line it accepts must make a sample that holds together.
+func FuzzParse(f *testing.F) {
+	for _, d := range readCapture(f) {
+		payload, _ := base64.StdEncoding.DecodeString(d.B64)
+		f.Add(payload)
+	}
+	for _, s := range []string{
+		"a:1|c|@0.5|#k:v,bare|T1795353780|c:abc", "t:1:2:3|ms", "n,k=v:1|c", "n;k=v:1|c", "u:x|s", "g:-nan|g",
+	} {
+		f.Add([]byte(s))
+	}
+	p := Parser{Dialect: Dialect{RelativeGauges: true, LiteralPrefix: []byte("prosody.")}}
+	var s Sample
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if p.Parse(line, &s) != ReasonNone {
+			return
+		}
+		switch {
+		case len(s.Name) == 0:
+			t.Fatalf("%q: accepted with an empty name", line)
+		case s.Type == Set && len(s.Member) == 0:
+			t.Fatalf("%q: a set without a member", line)
+		case s.Type != Set && len(s.Values) == 0:
+			t.Fatalf("%q: no value", line)
+		case !(s.Rate > 0 && s.Rate <= 1):
+			t.Fatalf("%q: rate %v", line, s.Rate)
+		}
+		for _, tag := range s.Tags {
+			if len(tag.Key) == 0 {
+				t.Fatalf("%q: a tag without a key", line)
+			}
+		}
+	})
+}

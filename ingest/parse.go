@@ -1,0 +1,347 @@
+package ingest
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Reason says why a line was rejected. Reasons are few and fixed, so they
+// can label a counter.
+type Reason uint8
+
+// The reasons a line is rejected.
+const (
+	ReasonNone         Reason = iota
+	ReasonMissingType         // no '|'
+	ReasonBadType             // not c, g, ms, h, d or s
+	ReasonMissingValue        // no ':' before the '|'
+	ReasonBadValue            // not a number (or an empty set member)
+	ReasonEmptyName           // nothing before the value
+	ReasonBadRate             // '@' without a number in (0, 1]
+	ReasonBadTags             // a tag without a key, or a name tag without '='
+	ReasonMixedTags           // more than one tag style on a line
+	ReasonBadTimestamp        // 'T' without a unix time
+	ReasonBadSection          // an empty, repeated or unknown '|' section
+	ReasonBadBytes            // control characters or invalid UTF-8
+	ReasonTooLong             // longer than max_line
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"", "missing_type", "bad_type", "missing_value", "bad_value", "empty_name",
+	"bad_rate", "bad_tags", "mixed_tag_styles", "bad_timestamp", "bad_section",
+	"bad_bytes", "too_long",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every rejection reason, for exporting counters by reason.
+func Reasons() []Reason {
+	rs := make([]Reason, 0, numReasons-1)
+	for r := ReasonNone + 1; r < numReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// Dialect is what differs between the StatsD flavours a listener accepts.
+type Dialect struct {
+	// RelativeGauges makes a gauge written with a sign ("+3", "-3") an
+	// adjustment of the current value, as Etsy statsd does.
+	RelativeGauges bool
+	// LiteralPrefix marks names that are taken exactly as written: no tags
+	// are looked for in the name (';', ',' and '=' are part of it) and gauges
+	// are absolute even when negative. Prosody's names start with its
+	// prefix and a dot, and its label values may hold any of those bytes.
+	LiteralPrefix []byte
+}
+
+// Parser parses StatsD lines. It keeps no state between lines; it is a type
+// so that the dialect is fixed once per listener.
+type Parser struct {
+	Dialect Dialect
+}
+
+// Parse parses one line (without its line terminator) into s, reusing s's
+// slices. It returns ReasonNone, or why the line is rejected, in which case s
+// holds nothing useful.
+//
+// Grammar: <name>:<value>[:<value>...]|<type>[|@<rate>][|#<tags>][|T<unix>][|c:<container>]
+func (p *Parser) Parse(line []byte, s *Sample) Reason {
+	if !cleanBytes(line) {
+		return ReasonBadBytes
+	}
+	pipe := bytes.IndexByte(line, '|')
+	if pipe < 0 {
+		return ReasonMissingType
+	}
+	head, rest := line[:pipe], line[pipe+1:]
+	typeEnd := bytes.IndexByte(rest, '|')
+	if typeEnd < 0 {
+		typeEnd = len(rest)
+	}
+	*s = Sample{Values: s.Values[:0], Tags: s.Tags[:0], Rate: 1, Type: parseType(rest[:typeEnd])}
+	if s.Type == 0 {
+		return ReasonBadType
+	}
+	if typeEnd < len(rest) {
+		if r := p.parseSections(rest[typeEnd+1:], s); r != ReasonNone {
+			return r
+		}
+	}
+	literal := len(p.Dialect.LiteralPrefix) > 0 && bytes.HasPrefix(head, p.Dialect.LiteralPrefix)
+	if r := p.parseHead(head, literal, s); r != ReasonNone {
+		return r
+	}
+	if !literal {
+		if r := parseNameTags(s); r != ReasonNone {
+			return r
+		}
+	}
+	if len(s.Name) == 0 {
+		return ReasonEmptyName
+	}
+	return ReasonNone
+}
+
+// cleanBytes rejects control characters and invalid UTF-8: they cannot be
+// written to carbon, line protocol or OpenMetrics without mangling.
+func cleanBytes(line []byte) bool {
+	ascii := true
+	for _, c := range line {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	return ascii || utf8.Valid(line)
+}
+
+func parseType(b []byte) Type {
+	switch len(b) {
+	case 1:
+		switch b[0] {
+		case 'c':
+			return Counter
+		case 'g':
+			return Gauge
+		case 'h':
+			return Histogram
+		case 'd':
+			return Distribution
+		case 's':
+			return Set
+		}
+	case 2:
+		if b[0] == 'm' && b[1] == 's' {
+			return Timer
+		}
+	}
+	return 0
+}
+
+// parseSections reads the optional sections after the type.
+func (p *Parser) parseSections(b []byte, s *Sample) Reason {
+	var seenRate, seenTags, seenTime, seenContainer bool
+	for {
+		end := bytes.IndexByte(b, '|')
+		if end < 0 {
+			end = len(b)
+		}
+		sec := b[:end]
+		switch {
+		case len(sec) == 0:
+			return ReasonBadSection
+		case sec[0] == '@':
+			if seenRate {
+				return ReasonBadSection
+			}
+			seenRate = true
+			r, ok := parseNumber(sec[1:])
+			if !ok || !(r > 0 && r <= 1) {
+				return ReasonBadRate
+			}
+			s.Rate = r
+		case sec[0] == '#':
+			if seenTags {
+				return ReasonBadSection
+			}
+			seenTags = true
+			if r := parseDogTags(sec[1:], s); r != ReasonNone {
+				return r
+			}
+		case sec[0] == 'T':
+			if seenTime {
+				return ReasonBadSection
+			}
+			seenTime = true
+			ts, ok := parseUnix(sec[1:])
+			if !ok {
+				return ReasonBadTimestamp
+			}
+			s.Timestamp = ts
+		case len(sec) >= 2 && sec[0] == 'c' && sec[1] == ':':
+			if seenContainer {
+				return ReasonBadSection
+			}
+			seenContainer = true
+			s.Container = sec[2:]
+		case isExtension(sec):
+			// A DogStatsD extension field ("e:...", "card:..."): newer
+			// clients send them, and none of them changes the value.
+		default:
+			return ReasonBadSection
+		}
+		if end == len(b) {
+			return ReasonNone
+		}
+		b = b[end+1:]
+	}
+}
+
+// isExtension matches "<lowercase letters>:...".
+func isExtension(sec []byte) bool {
+	for i, c := range sec {
+		if c == ':' {
+			return i > 0
+		}
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return false
+}
+
+// parseHead splits "<name>:<value>[:<value>...]". Prosody's names contain ':'
+// (seen: "prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed:1|c"),
+// so the value follows the last ':'. Types that take several values peel
+// ':'-separated numbers from the right while they parse; the rest is the name.
+func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
+	colon := bytes.LastIndexByte(head, ':')
+	if colon < 0 {
+		return ReasonMissingValue
+	}
+	value := head[colon+1:]
+	s.Name = head[:colon]
+	switch s.Type {
+	case Set:
+		if len(value) == 0 {
+			return ReasonBadValue
+		}
+		s.Member = value
+		return ReasonNone
+	case Counter, Gauge:
+		v, ok := parseNumber(value)
+		if !ok || (s.Type == Counter && !finite(v)) {
+			return ReasonBadValue
+		}
+		s.Values = append(s.Values, v)
+		s.Relative = s.Type == Gauge && p.Dialect.RelativeGauges && !literal &&
+			(value[0] == '+' || value[0] == '-')
+		return ReasonNone
+	}
+	// ms, h, d: one or more values.
+	v, ok := parseNumber(value)
+	if !ok || !finite(v) {
+		return ReasonBadValue
+	}
+	s.Values = append(s.Values, v)
+	for {
+		prev := bytes.LastIndexByte(s.Name, ':')
+		if prev < 0 {
+			break
+		}
+		v, ok := parseNumber(s.Name[prev+1:])
+		if !ok || !finite(v) {
+			break
+		}
+		s.Values = append(s.Values, v)
+		s.Name = s.Name[:prev]
+	}
+	for i, j := 0, len(s.Values)-1; i < j; i, j = i+1, j-1 {
+		s.Values[i], s.Values[j] = s.Values[j], s.Values[i]
+	}
+	return ReasonNone
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// parseNumber reads Go's float syntax plus the spellings Lua prints for
+// special values ("inf", "-inf", "nan", "-nan"). Plain decimals of up to 15
+// significant digits take a fast path that is exact: both the digits and the
+// power of ten are exact in a float64, so one division rounds correctly.
+func parseNumber(b []byte) (float64, bool) {
+	if len(b) == 0 || len(b) > 64 {
+		return 0, false
+	}
+	if f, ok := parseSimpleDecimal(b); ok {
+		return f, true
+	}
+	switch string(b) {
+	case "nan", "-nan", "+nan":
+		return math.NaN(), true
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, false
+	}
+	return f, true
+}
+
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
+
+func parseSimpleDecimal(b []byte) (float64, bool) {
+	i, neg := 0, false
+	if b[0] == '-' || b[0] == '+' {
+		neg = b[0] == '-'
+		i++
+	}
+	var mant uint64
+	digits, frac, dot := 0, 0, false
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return 0, false
+	}
+	f := float64(mant) / pow10[frac]
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
+func parseUnix(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// Stats counts what the listeners received. Readers keep their own counts
+// and add them here once per batch.
+type Stats struct {
+	Datagrams   atomic.Uint64 // UDP and unixgram datagrams, TCP reads
+	Bytes       atomic.Uint64
+	Lines       atomic.Uint64 // lines parsed, good or bad
+	BadLines    [numReasons]atomic.Uint64
+	Connections atomic.Int64  // open TCP connections
+	Refused     atomic.Uint64 // TCP connections refused at the limit
+}
+
+// badLineLog logs a rejected line at most once a second, with the first
+// offending line of that second, shortened.
+type badLineLog struct {
+	logger *slog.Logger
+	last   atomic.Int64 // unix seconds of the last message
+}
+
+const maxLoggedLine = 200
+
+func (l *badLineLog) log(r Reason, line []byte) {
+	now := time.Now().Unix()
+	last := l.last.Load()
+	if now <= last || !l.last.CompareAndSwap(last, now) {
+		return
+	}
+	shown := line
+	if len(shown) > maxLoggedLine {
+		shown = shown[:maxLoggedLine]
+	}
+	l.logger.Warn("rejected a StatsD line (one is logged a second; all are counted)",
+		"reason", r.String(), "line", string(shown), "length", len(line))
+}
+
+// batchSize is how many samples a reader hands to its Handler at once.
+const batchSize = 256
+
+// reader is what every reader goroutine shares, whatever the transport: it
+// splits what was read into lines, parses them into a batch of samples and
+// hands full batches to the Handler. Its samples point into the read
+// buffers, so the transport calls flush before it reuses them.
+type reader struct {
+	parser  Parser
+	handler Handler
+	maxLine int
+	stats   *Stats
+	badLog  *badLineLog
+
+	batch []Sample
+	n     int
+
+	sourceLabel []byte
+	sources     map[netip.Addr][]byte // formatted sender addresses
+
+	datagrams, bytes, lines uint64
+	bad                     [numReasons]uint64
+}
+
+func newReader(p Parser, h Handler, stats *Stats, badLog *badLineLog, sourceLabel string, maxLine int) *reader {
+	r := &reader{parser: p, handler: h, stats: stats, badLog: badLog, maxLine: maxLine, batch: make([]Sample, batchSize)}
+	if sourceLabel != "" {
+		r.sourceLabel = []byte(sourceLabel)
+		r.sources = map[netip.Addr][]byte{}
+	}
+	return r
+}
+
+// datagram takes one datagram (or one TCP line run): many lines, separated
+// by "\n" or "\r\n", the last one with or without a terminator.
+func (r *reader) datagram(b []byte, from netip.Addr) {
+	r.datagrams++
+	r.bytes += uint64(len(b))
+	for len(b) > 0 {
+		end := bytes.IndexByte(b, '\n')
+		line := b
+		if end >= 0 {
+			line, b = b[:end], b[end+1:]
+		} else {
+			b = nil
+		}
+		r.line(line, from)
+	}
+}
+
+func (r *reader) line(line []byte, from netip.Addr) {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) == 0 {
+		return
+	}
+	r.lines++
+	if len(line) > r.maxLine {
+		r.reject(ReasonTooLong, line)
+		return
+	}
+	s := &r.batch[r.n]
+	if reason := r.parser.Parse(line, s); reason != ReasonNone {
+		r.reject(reason, line)
+		return
+	}
+	if r.sourceLabel != nil && from.IsValid() {
+		s.Tags = append(s.Tags, Tag{Key: r.sourceLabel, Value: r.source(from)})
+	}
+	r.n++
+	if r.n == len(r.batch) {
+		r.flush()
+	}
+}
+
+func (r *reader) reject(reason Reason, line []byte) {
+	r.bad[reason]++
+	r.badLog.log(reason, line)
+}
+
+func (r *reader) source(a netip.Addr) []byte {
+	a = a.Unmap()
+	if b, ok := r.sources[a]; ok {
+		return b
+	}
+	if len(r.sources) >= 4096 {
+		clear(r.sources) // many senders: keep the memory bounded
+	}
+	b := a.AppendTo(nil)
+	r.sources[a] = b
+	return b
+}
+
+// flush hands the batch to the Handler and publishes the reader's counts.
+func (r *reader) flush() {
+	if r.n > 0 {
+		r.handler.Handle(r.batch[:r.n])
+		r.n = 0
+	}
+	r.publish()
+}
+
+func (r *reader) publish() {
+	if r.datagrams > 0 {
+		r.stats.Datagrams.Add(r.datagrams)
+		r.stats.Bytes.Add(r.bytes)
+		r.datagrams, r.bytes = 0, 0
+	}
+	if r.lines > 0 {
+		r.stats.Lines.Add(r.lines)
+		r.lines = 0
+	}
+	for i, n := range r.bad {
+		if n > 0 {
+			r.stats.BadLines[i].Add(n)
+			r.bad[i] = 0
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Config says where to listen and how to read.
+type Config struct {
+	UDP      []string
+	TCP      []string
+	Unixgram []string
+	// UnixgramMode is the permission of the unixgram socket files.
+	UnixgramMode os.FileMode
+	// Readers is the number of UDP sockets (SO_REUSEPORT) and reader
+	// goroutines per UDP address; 0 means one per core.
+	Readers int
+	// ReadBuffer is the SO_RCVBUF asked for on UDP and unixgram sockets.
+	ReadBuffer int
+	// MaxLine is the longest line accepted.
+	MaxLine int
+
+	TCPMaxConnections int
+	TCPIdleTimeout    time.Duration
+
+	Dialect Dialect
+	// SourceLabel, when set, labels every sample with its sender's address.
+	SourceLabel string
+
+	// NewHandler returns the Handler for one reader goroutine.
+	NewHandler func() Handler
+	Logger     *slog.Logger
+}
+
+// drainTime bounds how long a listener keeps reading what was already
+// received once it is told to stop.
+const drainTime = 2 * time.Second
+
+// Server owns the StatsD sockets and their reader goroutines.
+type Server struct {
+	cfg    Config
+	stats  Stats
+	badLog badLineLog
+
+	udp      []*udpSocket
+	tcp      []*net.TCPListener
+	unixgram []*net.UnixConn
+}
+
+// Listen binds every configured socket. On an error it closes what it had
+// bound, so nothing is left listening.
+func Listen(cfg Config) (srv *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Readers <= 0 {
+		cfg.Readers = runtime.GOMAXPROCS(0)
+	}
+	srv = &Server{cfg: cfg, badLog: badLineLog{logger: cfg.Logger}}
+	defer func() {
+		if err != nil {
+			srv.close()
+		}
+	}()
+	for _, addr := range cfg.UDP {
+		socks, err := listenUDP(addr, cfg.Readers, cfg.ReadBuffer, cfg.Logger)
+		if err != nil {
+			return srv, fmt.Errorf("statsd udp %s: %w", addr, err)
+		}
+		srv.udp = append(srv.udp, socks...)
+	}
+	for _, addr := range cfg.TCP {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return srv, fmt.Errorf("statsd tcp %s: %w", addr, err)
+		}
+		srv.tcp = append(srv.tcp, l.(*net.TCPListener))
+	}
+	for _, path := range cfg.Unixgram {
+		c, err := listenUnixgram(path, cfg.UnixgramMode, cfg.ReadBuffer, cfg.Logger)
+		if err != nil {
+			return srv, fmt.Errorf("statsd unixgram %s: %w", path, err)
+		}
+		srv.unixgram = append(srv.unixgram, c)
+	}
+	return srv, nil
+}
+
+func (s *Server) close() {
+	for _, u := range s.udp {
+		u.conn.Close()
+	}
+	for _, l := range s.tcp {
+		l.Close()
+	}
+	for _, c := range s.unixgram {
+		c.Close()
+	}
+}
+
+// Stats returns the listeners' counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// UDPAddrs returns the bound UDP addresses, one per configured address.
+func (s *Server) UDPAddrs() []net.Addr {
+	var out []net.Addr
+	seen := map[string]bool{}
+	for _, u := range s.udp {
+		a := u.conn.LocalAddr()
+		if !seen[a.String()] {
+			seen[a.String()] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TCPAddrs returns the bound TCP addresses.
+func (s *Server) TCPAddrs() []net.Addr {
+	out := make([]net.Addr, len(s.tcp))
+	for i, l := range s.tcp {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Serve reads until ctx is done, then reads what the sockets had already
+// received, hands it on, closes the sockets and returns once every reader
+// has stopped.
+func (s *Server) Serve(ctx context.Context) {
+	var wg sync.WaitGroup
+	newReader := func() *reader {
+		return newReader(Parser{Dialect: s.cfg.Dialect}, s.cfg.NewHandler(), &s.stats, &s.badLog, s.cfg.SourceLabel, s.cfg.MaxLine)
+	}
+	for _, u := range s.udp {
+		wg.Go(func() { u.serve(ctx, newReader()) })
+	}
+	for _, l := range s.tcp {
+		wg.Go(func() { s.serveTCP(ctx, l, newReader) })
+	}
+	for _, c := range s.unixgram {
+		wg.Go(func() { serveUnixgram(ctx, c, newReader(), s.cfg.Logger) })
+	}
+	wg.Wait()
+}
+
+// isTimeout tells a deadline we set from a real error.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

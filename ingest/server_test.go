@@ -1,0 +1,242 @@
+package ingest
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a Handler that keeps what it was given, as "name=value" text.
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) Handle(batch []Sample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range batch {
+		s := &batch[i]
+		text := string(s.Name)
+		for _, t := range s.Tags {
+			text += ";" + string(t.Key) + "=" + string(t.Value)
+		}
+		if s.Type == Set {
+			text += "=" + string(s.Member)
+		} else {
+			for _, v := range s.Values {
+				text += "=" + formatValue(v)
+			}
+		}
+		r.lines = append(r.lines, text)
+	}
+}
+
+func formatValue(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]string(nil), r.lines...)
+	sort.Strings(out)
+	return out
+}
+
+type testServer struct {
+	*Server
+	rec  *recorder
+	stop func()
+}
+
+func serve(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	rec := &recorder{}
+	cfg.NewHandler = func() Handler { return rec }
+	if cfg.MaxLine == 0 {
+		cfg.MaxLine = 1024
+	}
+	if cfg.TCPMaxConnections == 0 {
+		cfg.TCPMaxConnections = 16
+	}
+	cfg.Readers = 2
+	srv, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	ts := &testServer{Server: srv, rec: rec}
+	ts.stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after cancel")
+		}
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return ts
+}
+
+func TestUDPDatagramsAndShutdownDrain(t *testing.T) {
+	ts := serve(t, Config{UDP: []string{"127.0.0.1:0"}})
+	c, err := net.Dial("udp", ts.UDPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("a:1|c\nb:2|g\r\nbad line\n\n"))
+	c.Write([]byte("prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4:1|g"))
+	c.Write([]byte("\n\n\n"))
+	// Sent right before the stop: already in the socket buffer, so the
+	// drain must still hand it on.
+	c.Write([]byte("last:5|c"))
+	c.Close()
+	ts.stop()
+	want := []string{"a=1", "b=2", "last=5", "prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4=1"}
+	if got := ts.rec.got(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	st := ts.Stats()
+	if st.Datagrams.Load() != 4 || st.Lines.Load() != 5 || st.BadLines[ReasonMissingType].Load() != 1 {
+		t.Errorf("datagrams %d lines %d missing_type %d", st.Datagrams.Load(), st.Lines.Load(), st.BadLines[ReasonMissingType].Load())
+	}
+}
+
+func TestTCPFraming(t *testing.T) {
+	ts := serve(t, Config{TCP: []string{"127.0.0.1:0"}, MaxLine: 600})
+	c, err := net.Dial("tcp", ts.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A line split over writes, an over-long line (discarded up to its
+	// newline and counted once), and a last line without a newline that a
+	// half-close completes.
+	c.Write([]byte("a:1|c\nb:"))
+	time.Sleep(20 * time.Millisecond)
+	c.Write([]byte("2|c\n" + strings.Repeat("x", 2000) + ":1|c\nafter:3|c\nlast:4|c"))
+	c.(*net.TCPConn).CloseWrite()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.rec.got()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Close()
+	ts.stop()
+	want := "a=1 after=3 b=2 last=4"
+	if got := strings.Join(ts.rec.got(), " "); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if n := ts.Stats().BadLines[ReasonTooLong].Load(); n != 1 {
+		t.Errorf("too_long counted %d times, want 1", n)
+	}
+}
+
+func TestTCPManyLinesInOneWrite(t *testing.T) {
+	ts := serve(t, Config{TCP: []string{"127.0.0.1:0"}})
+	c, err := net.Dial("tcp", ts.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(strings.Repeat("n:1|c\n", 10000)))
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.rec.got()) < 10000 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.stop()
+	if n := len(ts.rec.got()); n != 10000 {
+		t.Errorf("got %d lines, want 10000", n)
+	}
+}
+
+func TestTCPConnectionLimit(t *testing.T) {
+	ts := serve(t, Config{TCP: []string{"127.0.0.1:0"}, TCPMaxConnections: 1})
+	addr := ts.TCPAddrs()[0].String()
+	first, _ := net.Dial("tcp", addr)
+	defer first.Close()
+	first.Write([]byte("held:1|c\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.rec.got()) < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	second, _ := net.Dial("tcp", addr)
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Error("a connection over the limit was kept open")
+	}
+	if ts.Stats().Refused.Load() != 1 {
+		t.Errorf("refused %d, want 1", ts.Stats().Refused.Load())
+	}
+}
+
+func TestTCPIdleTimeout(t *testing.T) {
+	ts := serve(t, Config{TCP: []string{"127.0.0.1:0"}, TCPIdleTimeout: 100 * time.Millisecond})
+	c, _ := net.Dial("tcp", ts.TCPAddrs()[0].String())
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Errorf("idle connection not closed by the server: %v", err)
+	}
+}
+
+func TestUnixgramReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "statsd.sock")
+	// A socket file left behind, as by a process that crashed.
+	stale, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no stale socket: %v", err)
+	}
+
+	ts := serve(t, Config{Unixgram: []string{path}, UnixgramMode: 0o660})
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, %v", fi.Mode(), err)
+	}
+	c, err := net.Dial("unixgram", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("u:1|c\nv:2|c"))
+	c.Close()
+	ts.stop()
+	if got := strings.Join(ts.rec.got(), " "); got != "u=1 v=2" {
+		t.Errorf("got %q", got)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("socket file left after stop: %v", err)
+	}
+}
+
+func TestListenRefusesNonSocketFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "not-a-socket")
+	os.WriteFile(path, []byte("data"), 0o644)
+	if _, err := Listen(Config{Unixgram: []string{path}, NewHandler: func() Handler { return &recorder{} }}); err == nil {
+		t.Error("Listen replaced a regular file")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "data" {
+		t.Error("the file was touched")
+	}
+}
+
+func TestSourceLabel(t *testing.T) {
+	ts := serve(t, Config{UDP: []string{"127.0.0.1:0"}, SourceLabel: "instance"})
+	c, _ := net.Dial("udp", ts.UDPAddrs()[0].String())
+	c.Write([]byte("a:1|c|#env:x"))
+	c.Close()
+	ts.stop()
+	if got := strings.Join(ts.rec.got(), " "); got != "a;env=x;instance=127.0.0.1=1" {
+		t.Errorf("got %q", got)
+	}
+}

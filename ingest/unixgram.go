@@ -1,0 +1,88 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenUnixgram binds a unixgram socket at path. A socket file left behind
+// by an earlier run is removed first; any other kind of file is an error.
+func listenUnixgram(path string, mode os.FileMode, readBuffer int, logger *slog.Logger) (*net.UnixConn, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		c.Close()
+		return nil, err
+	}
+	effective := setReadBuffer(c, readBuffer, logger)
+	logger.Info("statsd unixgram socket", "path", path, "mode", fmt.Sprintf("%04o", mode), "read_buffer", effective)
+	return c, nil
+}
+
+// serveUnixgram reads datagrams until ctx is done, then drains the socket
+// and removes its file.
+func serveUnixgram(ctx context.Context, c *net.UnixConn, r *reader, logger *slog.Logger) {
+	path := c.LocalAddr().String()
+	defer os.Remove(path)
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, maxDatagram)
+	draining := false
+	var deadline time.Time
+	for {
+		n, _, flags, _, err := c.ReadMsgUnix(buf, nil)
+		if n > 0 {
+			if flags&unix.MSG_TRUNC != 0 {
+				r.datagrams++
+				r.lines++
+				r.reject(ReasonTooLong, buf[:n])
+			} else {
+				r.datagram(buf[:n], netip.Addr{})
+			}
+			r.flush()
+		}
+		if err == nil {
+			if draining {
+				if time.Now().After(deadline) {
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+			}
+			continue
+		}
+		if ctx.Err() == nil {
+			if !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
+				logger.Error("statsd unixgram read failed", "path", path, "err", err)
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		if draining {
+			return
+		}
+		// Stopped: read what is queued, waiting for nothing new.
+		draining = true
+		deadline = time.Now().Add(drainTime)
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	}
+}
