@@ -1,0 +1,100 @@
+package graphite
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/modeltest"
+)
+
+var start = time.Unix(1_800_000_000, 0)
+
+// encode renders one flush of lines and returns the carbon lines, sorted.
+func encode(t *testing.T, opts Options, lines ...string) []string {
+	t.Helper()
+	return modeltest.Lines(modeltest.Flush(modeltest.Model(t, lines...), modeltest.Interval(start)), NewEncoder(opts).Encode)
+}
+
+func TestLayouts(t *testing.T) {
+	lines := []string{"api.hits:3|c", "api.temp:21.5|g", "api.req:2|c|#env:prod"}
+	tests := []struct {
+		name string
+		opts Options
+		want []string
+	}{
+		{"paths, delta counters at the interval start", Options{Layout: Paths}, []string{
+			"api.hits 3 1800000000", "api.req;env=prod 2 1800000000", "api.temp 21.5 1800000000"}},
+		{"paths, cumulative at the flush time", Options{Layout: Paths, Cumulative: true, Prefix: "relay1."}, []string{
+			"relay1.api.hits 3 1800000010", "relay1.api.req;env=prod 2 1800000010", "relay1.api.temp 21.5 1800000010"}},
+		{"etsy, legacy namespace: rate per second and count", Options{Layout: Etsy, LegacyNamespace: true}, []string{
+			"stats.api.hits 0.3 1800000000", "stats.api.req;env=prod 0.2 1800000000", "stats.gauges.api.temp 21.5 1800000000",
+			"stats_counts.api.hits 3 1800000000", "stats_counts.api.req;env=prod 2 1800000000"}},
+		{"etsy, new namespace", Options{Layout: Etsy}, []string{
+			"stats.counters.api.hits.count 3 1800000000", "stats.counters.api.hits.rate 0.3 1800000000",
+			"stats.counters.api.req.count;env=prod 2 1800000000", "stats.counters.api.req.rate;env=prod 0.2 1800000000",
+			"stats.gauges.api.temp 21.5 1800000000"}},
+		{"tags: family;label=value, external labels where the series has none", Options{Layout: Tags,
+			ExternalLabels: model.Labels{{Name: "env", Value: "dev"}, {Name: "instance", Value: "relay1"}}}, []string{
+			"api_hits;env=dev;instance=relay1 3 1800000000", "api_req;env=prod;instance=relay1 2 1800000000",
+			"api_temp;env=dev;instance=relay1 21.5 1800000000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := encode(t, tt.opts, lines...); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestProsodyNamesAreSanitisedAsCarbonRequires(t *testing.T) {
+	got := encode(t, Options{Layout: Paths},
+		"prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed:1|c",
+		"prosody.prosody_mod_csi_simple.flushes.localhost.subscription request:1|c",
+		"prosody.prosody_mod_x.a/b  c:2|g")
+	want := []string{
+		"prosody.prosody_mod_csi_simple.flushes.localhost.subscription_request 1 1800000000",
+		"prosody.prosody_mod_s2s.closed.unknown.incoming.not-well-formed 1 1800000000",
+		"prosody.prosody_mod_x.a-b_c 2 1800000000",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestValuesCarbonCannotStoreAreSkipped(t *testing.T) {
+	m := modeltest.Model(t, "a:nan|g", "b:inf|g", "c:1|g")
+	enc := NewEncoder(Options{Layout: Paths})
+	var data string
+	buf := cork.NewBuffer(cork.Limits{Records: 10, Bytes: 1 << 20}, func(b cork.Batch) { data += string(b.Data) })
+	enc.Encode(modeltest.Flush(m, modeltest.Interval(start)), buf)
+	if data != "c 1 1800000000\n" || enc.Skipped.Load() != 2 {
+		t.Errorf("sent %q, skipped %d", data, enc.Skipped.Load())
+	}
+}
+
+func TestDeleteIdle(t *testing.T) {
+	m := modeltest.Model(t, "busy:1|c", "idle:1|c")
+	modeltest.Flush(m, modeltest.Interval(start))
+	modeltest.Feed(t, m, "busy:1|c")
+	f := modeltest.Flush(m, modeltest.Interval(start.Add(10*time.Second)))
+	for _, tt := range []struct {
+		deleteIdle bool
+		want       string
+	}{
+		{false, "busy 1 1800000010\nidle 0 1800000010\n"},
+		{true, "busy 1 1800000010\n"},
+	} {
+		var data string
+		buf := cork.NewBuffer(cork.Limits{Records: 10, Bytes: 1 << 20}, func(b cork.Batch) { data += string(b.Data) })
+		buf.Cork()
+		NewEncoder(Options{Layout: Paths, DeleteIdle: tt.deleteIdle}).Encode(f, buf)
+		buf.Uncork()
+		if data != tt.want {
+			t.Errorf("delete_idle=%v: %q, want %q", tt.deleteIdle, data, tt.want)
+		}
+	}
+}

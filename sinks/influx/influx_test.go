@@ -1,0 +1,97 @@
+package influx
+
+import (
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/modeltest"
+	"github.com/statsbridge/statsbridge/sinks"
+)
+
+var start = time.Unix(1_800_000_000, 0)
+
+func encode(t *testing.T, opts Options, lines ...string) ([]string, *Encoder) {
+	t.Helper()
+	enc := NewEncoder(opts)
+	return modeltest.Lines(modeltest.Flush(modeltest.Model(t, lines...), modeltest.Interval(start)), enc.Encode), enc
+}
+
+func TestLines(t *testing.T) {
+	lines := []string{"hits:3|c|#zone:b,app:x", "temp:21.5|g", "bad:nan|g"}
+	tests := []struct {
+		name string
+		opts Options
+		want []string
+	}{
+		{"delta counters at the interval start (ms)", Options{}, []string{
+			"hits,app=x,zone=b value=3 1800000000000", "temp value=21.5 1800000000000"}},
+		{"cumulative at the flush time, external labels sorted in", Options{Cumulative: true,
+			ExternalLabels: model.Labels{{Name: "host", Value: "relay1"}}}, []string{
+			"hits,app=x,host=relay1,zone=b value=3 1800000010000", "temp,host=relay1 value=21.5 1800000010000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, enc := encode(t, tt.opts, lines...)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if enc.Skipped.Load() != 1 {
+				t.Errorf("NaN gauge: skipped %d, want 1", enc.Skipped.Load())
+			}
+		})
+	}
+}
+
+func TestTransportAnswers(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		check  func(error) bool
+	}{
+		{"204 delivered", 204, "", func(err error) bool { return err == nil }},
+		{"partial write: stored, not resent", 400, `{"error":"partial write: unable to parse 'x': invalid field format dropped=0"}`,
+			func(err error) bool { r, ok := err.(*sinks.Rejected); return ok && r.Delivered }},
+		{"whole batch refused: split", 400, `{"error":"field type conflict"}`,
+			func(err error) bool { r, ok := err.(*sinks.Rejected); return ok && !r.Delivered }},
+		{"missing database: retried", 404, `{"error":"database not found: \"x\""}`,
+			func(err error) bool { _, rej := err.(*sinks.Rejected); return err != nil && !rej }},
+		{"overloaded: retried after", 503, "", func(err error) bool { return err != nil }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var gotBody, gotQuery, gotAuth string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				zr, err := gzip.NewReader(r.Body)
+				if err != nil {
+					t.Errorf("body not gzip: %v", err)
+					return
+				}
+				b, _ := io.ReadAll(zr)
+				gotBody, gotQuery, gotAuth = string(b), r.URL.RawQuery, r.Header.Get("Authorization")
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			tr, err := NewTransport(TransportOptions{URL: srv.URL + "/write?db=statsd", Token: "tok", Gzip: true, Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tr.Send(context.Background(), cork.Batch{Data: []byte("m value=1 1\n"), Ends: []int{12}})
+			if !tt.check(err) {
+				t.Errorf("error %T %v", err, err)
+			}
+			if gotBody != "m value=1 1\n" || gotQuery != "db=statsd&precision=ms" || gotAuth != "Token tok" {
+				t.Errorf("request body %q query %q auth %q", gotBody, gotQuery, gotAuth)
+			}
+		})
+	}
+}

@@ -1,0 +1,86 @@
+package influx
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/sinks"
+)
+
+// TransportOptions say where and how to write.
+type TransportOptions struct {
+	// URL is a 1.x ".../write?db=..." or a 2.x ".../api/v2/write?org=...&bucket=...".
+	URL      string
+	Token    string // "Authorization: Token ..." (2.x, and 1.8+)
+	Username string // 1.x basic authentication
+	Password string
+	Gzip     bool
+	Timeout  time.Duration
+}
+
+// Transport posts batches of line protocol.
+type Transport struct {
+	url    string
+	header http.Header
+	gzip   bool
+	client *http.Client
+	zbuf   bytes.Buffer
+	zw     *gzip.Writer
+}
+
+// NewTransport returns a transport for a validated URL.
+func NewTransport(o TransportOptions) (*Transport, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	q.Set("precision", "ms") // the encoder writes milliseconds; InfluxDB assumes ns
+	u.RawQuery = q.Encode()
+	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	if o.Token != "" {
+		h.Set("Authorization", "Token "+o.Token)
+	}
+	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout)}
+	if o.Username != "" {
+		req, _ := http.NewRequest(http.MethodPost, t.url, nil)
+		req.SetBasicAuth(o.Username, o.Password)
+		h.Set("Authorization", req.Header.Get("Authorization"))
+	}
+	if o.Gzip {
+		h.Set("Content-Encoding", "gzip")
+		t.zw = gzip.NewWriter(&t.zbuf)
+	}
+	return t, nil
+}
+
+// Send implements sinks.Transport. A 400 that says "partial write" means
+// InfluxDB stored the good lines and refused the rest: that batch must not
+// be sent again. A 404 is a missing database: retried, so the data waits
+// until an operator creates it.
+func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
+	body := b.Data
+	if t.gzip {
+		t.zbuf.Reset()
+		t.zw.Reset(&t.zbuf)
+		t.zw.Write(b.Data)
+		t.zw.Close()
+		body = t.zbuf.Bytes()
+	}
+	a, err := sinks.Post(ctx, t.client, t.url, t.header, body)
+	if err != nil {
+		return fmt.Errorf("writing to influxdb: %w", err)
+	}
+	err = sinks.Classify(a)
+	if a.Status == http.StatusBadRequest && strings.Contains(a.Body, "partial write") {
+		return &sinks.Rejected{Err: err, Delivered: true}
+	}
+	return err
+}

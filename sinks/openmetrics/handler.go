@@ -1,0 +1,132 @@
+package openmetrics
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/statsbridge/statsbridge/model"
+)
+
+// Access says who may scrape.
+type Access struct {
+	// Allow lists the prefixes a scraper's address must be in.
+	Allow []netip.Prefix
+	// TrustedProxies lists the proxies whose X-Forwarded-For is believed:
+	// behind one, the address checked is the client it names.
+	TrustedProxies []netip.Prefix
+}
+
+// Handler serves /metrics.
+type Handler struct {
+	model  *model.Model
+	access Access
+	logger *slog.Logger
+}
+
+// NewHandler returns the /metrics handler.
+func NewHandler(m *model.Model, access Access, logger *slog.Logger) *Handler {
+	return &Handler{model: m, access: access, logger: logger}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if client, ok := h.access.client(r); !ok {
+		h.logger.Debug("refused a scrape", "client", client.String())
+		http.Error(w, "forbidden: this address is not in http.allow", http.StatusForbidden)
+		return
+	}
+	if expfmt.NegotiateIncludingOpenMetrics(r.Header).FormatType() == expfmt.TypeOpenMetrics {
+		w.Header().Set("Content-Type", ContentType)
+		if err := Write(w, h.model); err != nil {
+			h.logger.Debug("scrape cut short", "err", err)
+		}
+		return
+	}
+	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	w.Header().Set("Content-Type", string(format))
+	enc := expfmt.NewEncoder(w, format)
+	h.model.Gather(func(f *model.Family, points []model.Point) {
+		if err := enc.Encode(toDTO(f, points)); err != nil {
+			h.logger.Debug("scrape cut short", "err", err)
+		}
+	})
+}
+
+// client finds the scraper's address and checks it against the allow list.
+func (a Access) client(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr = addr.Unmap()
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" && contains(a.TrustedProxies, addr) {
+		// The last address a trusted proxy appended is the one it saw.
+		hops := strings.Split(xff, ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				return netip.Addr{}, false
+			}
+			addr = hop.Unmap()
+			if !contains(a.TrustedProxies, addr) {
+				break
+			}
+		}
+	}
+	return addr, contains(a.Allow, addr)
+}
+
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// toDTO converts a family for expfmt's Prometheus text encoder.
+func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
+	mf := &dto.MetricFamily{Name: proto.String(f.Name), Help: proto.String(f.Help)}
+	switch f.Type {
+	case model.Counter:
+		mf.Type = dto.MetricType_COUNTER.Enum()
+		mf.Name = proto.String(f.Name + "_total")
+	case model.Gauge:
+		mf.Type = dto.MetricType_GAUGE.Enum()
+	default:
+		mf.Type = dto.MetricType_UNTYPED.Enum()
+	}
+	for i := range points {
+		p := &points[i]
+		m := &dto.Metric{}
+		for _, l := range p.Series.Labels() {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
+		}
+		switch f.Type {
+		case model.Counter:
+			m.Counter = &dto.Counter{Value: proto.Float64(p.Value)}
+		case model.Gauge:
+			m.Gauge = &dto.Gauge{Value: proto.Float64(p.Value)}
+		default:
+			m.Untyped = &dto.Untyped{Value: proto.Float64(p.Value)}
+		}
+		mf.Metric = append(mf.Metric, m)
+	}
+	return mf
+}

@@ -1,0 +1,100 @@
+package openmetrics
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/statsbridge/statsbridge/model/modeltest"
+)
+
+func TestWrite(t *testing.T) {
+	m := modeltest.Model(t, "hits:3|c|#path:/a\"b\\c", "temp:21.5|g", "inf:inf|g")
+	var b bytes.Buffer
+	if err := Write(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"# TYPE hits counter\n",
+		`hits_total{path="/a\"b\\c"} 3` + "\n",
+		"# TYPE temp gauge\n",
+		"\ntemp 21.5\n",
+		"inf +Inf\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.HasSuffix(out, "# EOF\n") {
+		t.Errorf("no # EOF:\n%s", out)
+	}
+	if !strings.Contains(out, `hits_created{path="/a\"b\\c"} `) {
+		t.Errorf("no _created:\n%s", out)
+	}
+	// Prometheus' own OpenMetrics parser must accept all of it.
+	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := p.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("prometheus' parser: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestHandlerNegotiatesAndLimitsAccess(t *testing.T) {
+	m := modeltest.Model(t, "hits:3|c")
+	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	proxy := netip.MustParsePrefix("10.0.0.1/32")
+	h := NewHandler(m, Access{Allow: []netip.Prefix{loopback, netip.MustParsePrefix("192.168.0.0/16")}, TrustedProxies: []netip.Prefix{proxy}},
+		slog.New(slog.DiscardHandler))
+	tests := []struct {
+		name, remote, accept, xff string
+		status                    int
+		wantType, wantBody        string
+	}{
+		{"OpenMetrics when asked", "127.0.0.1:5000", "application/openmetrics-text; version=1.0.0", "", 200,
+			"application/openmetrics-text", "hits_total 3\n"},
+		{"Prometheus text otherwise", "127.0.0.1:5000", "*/*", "", 200, "text/plain; version=0.0.4", "# TYPE hits_total counter\nhits_total 3\n"},
+		{"outside the allow list", "203.0.113.9:5000", "", "", 403, "", ""},
+		{"X-Forwarded-For from an untrusted peer is ignored", "203.0.113.9:5000", "", "127.0.0.1", 403, "", ""},
+		{"a trusted proxy's X-Forwarded-For is believed", "10.0.0.1:5000", "", "192.168.1.1", 200, "", "hits_total 3"},
+		{"a trusted proxy forwarding an outsider", "10.0.0.1:5000", "", "203.0.113.9", 403, "", ""},
+		{"the client named last before the trusted proxies", "10.0.0.1:5000", "", "192.168.1.1, 203.0.113.9", 403, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.RemoteAddr = tt.remote
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			if tt.xff != "" {
+				req.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Fatalf("status %d, want %d", rec.Code, tt.status)
+			}
+			if !strings.HasPrefix(rec.Header().Get("Content-Type"), tt.wantType) {
+				t.Errorf("Content-Type %q, want %q", rec.Header().Get("Content-Type"), tt.wantType)
+			}
+			if !strings.Contains(rec.Body.String(), tt.wantBody) {
+				t.Errorf("body lacks %q:\n%s", tt.wantBody, rec.Body.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,334 @@
+// Package sinks delivers flushes to backends. Each sub-package renders one
+// backend's wire format; this package holds what the push sinks share: the
+// cork buffer a flush is packed into, the bounded outage queue, and the
+// delivery goroutine with its timeouts, retries and backoff.
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/model"
+)
+
+// Encoder renders a flush into a push sink's records.
+type Encoder interface {
+	// Encode appends one record per point of f (points it cannot or need
+	// not send are left out) to buf.
+	Encode(f *model.Flush, buf *cork.Buffer)
+}
+
+// Transport sends one batch to the backend. Its error says what to do next:
+// nil (delivered), a *Rejected (the backend refused the content: split the
+// batch to find the bad records), a *Permanent (never retry), or any other
+// error (retry later).
+type Transport interface {
+	Send(ctx context.Context, b cork.Batch) error
+}
+
+// Rejected is a refusal of the batch's content, such as an HTTP 400. Delivered
+// says the backend stored the good records anyway (an InfluxDB partial write),
+// so the batch must not be sent again.
+type Rejected struct {
+	Err       error
+	Delivered bool
+}
+
+func (e *Rejected) Error() string { return e.Err.Error() }
+func (e *Rejected) Unwrap() error { return e.Err }
+
+// Permanent is a failure that retrying cannot mend.
+type Permanent struct{ Err error }
+
+func (e *Permanent) Error() string { return e.Err.Error() }
+func (e *Permanent) Unwrap() error { return e.Err }
+
+// RetryAfter is a retryable failure with the delay the backend asked for.
+type RetryAfter struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfter) Error() string { return e.Err.Error() }
+func (e *RetryAfter) Unwrap() error { return e.Err }
+
+// Options configure a push sink's delivery.
+type Options struct {
+	Name        string // for logs and self-metrics: "graphite[0]"
+	Batch       cork.Limits
+	QueueBytes  int
+	MaxRetryAge time.Duration // 0: retry until the queue overflows
+	Logger      *slog.Logger
+}
+
+// Stats are a push sink's counters.
+type Stats struct {
+	Batches    atomic.Uint64 // batches delivered
+	Records    atomic.Uint64 // records (points) delivered
+	Bytes      atomic.Uint64
+	Retries    atomic.Uint64
+	Failures   atomic.Uint64 // failed attempts
+	Dropped    [numDropReasons]atomic.Uint64
+	QueueBytes atomic.Int64
+	LatencyNs  atomic.Int64 // of the last delivered batch
+}
+
+// DropReason says why records were given up.
+type DropReason uint8
+
+// The reasons a push sink gives records up.
+const (
+	DropQueueFull DropReason = iota // the outage queue overflowed: the oldest go
+	DropRetryAge                    // retried for longer than max_retry_age
+	DropRejected                    // the backend refused the record itself
+	DropPermanent                   // a failure that retrying cannot mend
+	DropShutdown                    // undelivered when shutdown_timeout ran out
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{"queue_full", "retry_age", "rejected", "permanent", "shutdown"}
+
+func (r DropReason) String() string { return dropNames[r] }
+
+// DropReasons lists them all.
+func DropReasons() []DropReason {
+	out := make([]DropReason, numDropReasons)
+	for i := range out {
+		out[i] = DropReason(i)
+	}
+	return out
+}
+
+// Push is one push sink: flushes are encoded into its cork buffer, full
+// batches wait in its bounded queue, and its own goroutine delivers them in
+// order. A slow or dead backend fills only its own queue.
+type Push struct {
+	opts      Options
+	enc       Encoder
+	transport Transport
+	buf       *cork.Buffer
+	stats     Stats
+
+	mu      sync.Mutex
+	queue   []queued
+	qbytes  int
+	closed  bool
+	wake    chan struct{}
+	lastLog time.Time // rejections are logged at most once an interval
+}
+
+type queued struct {
+	batch   cork.Batch
+	created time.Time
+}
+
+// NewPush returns a push sink. Run must be called to deliver.
+func NewPush(opts Options, enc Encoder, t Transport) *Push {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Push{opts: opts, enc: enc, transport: t, wake: make(chan struct{}, 1)}
+	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
+	return p
+}
+
+// Name is the sink's name.
+func (p *Push) Name() string { return p.opts.Name }
+
+// Stats returns the sink's counters.
+func (p *Push) Stats() *Stats { return &p.stats }
+
+// Flush packs one flush into batches: corked while it is encoded, so that
+// batches are as full as the limits allow; uncorked at its end.
+func (p *Push) Flush(f *model.Flush) {
+	p.buf.Cork()
+	p.enc.Encode(f, p.buf)
+	p.buf.Uncork()
+}
+
+func (p *Push) enqueue(b cork.Batch) {
+	p.mu.Lock()
+	p.queue = append(p.queue, queued{batch: b, created: time.Now()})
+	p.qbytes += len(b.Data)
+	for p.qbytes > p.opts.QueueBytes && len(p.queue) > 1 {
+		// The newest batch always gets in; the oldest waiting ones make room.
+		oldest := p.queue[0]
+		p.queue = p.queue[1:]
+		p.qbytes -= len(oldest.batch.Data)
+		p.stats.Dropped[DropQueueFull].Add(uint64(oldest.batch.Len()))
+	}
+	p.stats.QueueBytes.Store(int64(p.qbytes))
+	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *Push) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close says no more flushes come: Run returns once the queue is empty.
+func (p *Push) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.signal()
+}
+
+// Run delivers batches until Close was called and the queue is empty, or
+// until ctx is done (whatever is still queued is then counted as dropped).
+// The batch being delivered is taken out of the queue, so that an overflow
+// can only drop batches that wait.
+func (p *Push) Run(ctx context.Context) {
+	var work []queued // the batch in hand, or the parts it was split into
+	defer func() {
+		p.mu.Lock()
+		for _, q := range append(work, p.queue...) {
+			p.stats.Dropped[DropShutdown].Add(uint64(q.batch.Len()))
+		}
+		p.queue, p.qbytes = nil, 0
+		p.stats.QueueBytes.Store(0)
+		p.mu.Unlock()
+	}()
+	backoff := newBackoff()
+	for {
+		if len(work) == 0 {
+			q, ok, closed := p.take()
+			if closed {
+				return
+			}
+			if !ok {
+				select {
+				case <-ctx.Done():
+					return
+				case <-p.wake:
+				}
+				continue
+			}
+			work = append(work, q)
+		}
+		q := work[0]
+		start := time.Now()
+		err := p.transport.Send(ctx, q.batch)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			p.stats.Batches.Add(1)
+			p.stats.Records.Add(uint64(q.batch.Len()))
+			p.stats.Bytes.Add(uint64(len(q.batch.Data)))
+			p.stats.LatencyNs.Store(int64(time.Since(start)))
+			work = work[1:]
+			backoff.reset()
+			continue
+		}
+		p.stats.Failures.Add(1)
+		var rej *Rejected
+		var perm *Permanent
+		switch {
+		case errors.As(err, &rej):
+			work = append(p.rejected(q, rej), work[1:]...)
+			backoff.reset()
+		case errors.As(err, &perm):
+			p.logOnce("backend refused a batch for good; dropped", err, q.batch.Len())
+			p.stats.Dropped[DropPermanent].Add(uint64(q.batch.Len()))
+			work = work[1:]
+		case p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge:
+			p.logOnce("giving up a batch older than max_retry_age", err, q.batch.Len())
+			p.stats.Dropped[DropRetryAge].Add(uint64(q.batch.Len()))
+			work = work[1:]
+		default:
+			p.stats.Retries.Add(1)
+			delay := backoff.next()
+			var ra *RetryAfter
+			if errors.As(err, &ra) && ra.After > delay {
+				delay = ra.After
+			}
+			p.opts.Logger.Warn("delivery failed; will retry", "sink", p.opts.Name, "err", err, "in", delay.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+	}
+}
+
+// rejected handles a refusal of a batch's content and returns what is left
+// to send. A batch of several records is split in two, so that the refused
+// records are isolated and the good ones still go; a single refused record
+// is dropped.
+func (p *Push) rejected(q queued, rej *Rejected) []queued {
+	switch {
+	case rej.Delivered:
+		p.logOnce("backend stored a batch in part and refused some of its records", rej, q.batch.Len())
+		return nil
+	case q.batch.Len() > 1:
+		first, second := q.batch.Split()
+		return []queued{{batch: first, created: q.created}, {batch: second, created: q.created}}
+	default:
+		p.logOnce("backend refused a record; dropped", rej, 1)
+		p.stats.Dropped[DropRejected].Add(1)
+		return nil
+	}
+}
+
+// take removes the oldest batch from the queue. closed reports that the
+// queue is empty and no more batches will come.
+func (p *Push) take() (q queued, ok, closed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		return queued{}, false, p.closed
+	}
+	q = p.queue[0]
+	p.queue[0] = queued{}
+	p.queue = p.queue[1:]
+	p.qbytes -= len(q.batch.Data)
+	p.stats.QueueBytes.Store(int64(p.qbytes))
+	return q, true, false
+}
+
+func (p *Push) logOnce(msg string, err error, records int) {
+	p.mu.Lock()
+	now := time.Now()
+	due := now.Sub(p.lastLog) >= 10*time.Second
+	if due {
+		p.lastLog = now
+	}
+	p.mu.Unlock()
+	if due {
+		p.opts.Logger.Error(msg, "sink", p.opts.Name, "records", records, "answer", fmt.Sprint(err))
+	}
+}
+
+// backoff doubles from 50ms to 10s, with jitter so that relays restarted
+// together do not retry in step.
+type backoff struct{ cur time.Duration }
+
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+func newBackoff() *backoff { return &backoff{} }
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = minBackoff
+	} else {
+		b.cur = min(2*b.cur, maxBackoff)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}

@@ -1,0 +1,160 @@
+// Package remotewrite renders flushes as Prometheus remote-write 1.0
+// requests (snappy-compressed prompb.WriteRequest) and posts them.
+package remotewrite
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks"
+)
+
+// Options shape the series.
+type Options struct {
+	ExternalLabels model.Labels
+	// DeleteIdle leaves out series that received nothing in the interval.
+	DeleteIdle bool
+}
+
+// Encoder writes OpenMetrics names (counters as name_total), cumulative
+// values stamped with the flush time, and each family's metadata.
+//
+// A record is one length-delimited field of a WriteRequest: a TimeSeries
+// (field 1) or a MetricMetadata (field 3). Records concatenate into a valid
+// WriteRequest, so a batch needs no re-encoding, and halves of a batch are
+// requests too.
+type Encoder struct {
+	opts   Options
+	ts     prompb.TimeSeries
+	labels []prompb.Label
+}
+
+// NewEncoder returns an encoder.
+func NewEncoder(opts Options) *Encoder { return &Encoder{opts: opts} }
+
+const (
+	fieldTimeSeries = 1
+	fieldMetadata   = 3
+)
+
+// Encode implements sinks.Encoder.
+func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
+	ms := f.End.UnixMilli()
+	var family *model.Family
+	for i := range f.Points {
+		p := &f.Points[i]
+		if e.opts.DeleteIdle && !p.Touched {
+			continue
+		}
+		if fam := p.Series.Family(); fam != family {
+			family = fam
+			buf.Append(func(b []byte) []byte { return appendMetadata(b, fam) })
+		}
+		name := family.Name
+		if family.Type == model.Counter {
+			name += "_total"
+		}
+		e.ts.Labels = e.seriesLabels(name, p.Series.Labels())
+		e.ts.Samples = append(e.ts.Samples[:0], prompb.Sample{Value: p.Value, Timestamp: ms})
+		buf.Append(func(b []byte) []byte { return appendMessage(b, fieldTimeSeries, &e.ts) })
+	}
+}
+
+// seriesLabels builds __name__, the series' labels and the external labels
+// (the series' own win), sorted by name as remote-write expects.
+func (e *Encoder) seriesLabels(name string, labels model.Labels) []prompb.Label {
+	e.labels = append(e.labels[:0], prompb.Label{Name: "__name__", Value: name})
+	for _, l := range labels {
+		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+	}
+	for _, l := range e.opts.ExternalLabels {
+		if labels.Get(l.Name) == "" {
+			e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		}
+	}
+	sort.Slice(e.labels, func(i, j int) bool { return e.labels[i].Name < e.labels[j].Name })
+	return e.labels
+}
+
+var metadataTypes = map[model.Type]prompb.MetricMetadata_MetricType{
+	model.Unknown:   prompb.MetricMetadata_UNKNOWN,
+	model.Counter:   prompb.MetricMetadata_COUNTER,
+	model.Gauge:     prompb.MetricMetadata_GAUGE,
+	model.Histogram: prompb.MetricMetadata_HISTOGRAM,
+	model.Summary:   prompb.MetricMetadata_SUMMARY,
+}
+
+func appendMetadata(b []byte, f *model.Family) []byte {
+	md := prompb.MetricMetadata{Type: metadataTypes[f.Type], MetricFamilyName: f.Name, Help: f.Help, Unit: f.Unit}
+	return appendMessage(b, fieldMetadata, &md)
+}
+
+type sizedMarshaler interface {
+	Size() int
+	MarshalToSizedBuffer([]byte) (int, error)
+}
+
+// appendMessage appends m as field number field (wire type 2) of the
+// enclosing message.
+func appendMessage(b []byte, field int, m sizedMarshaler) []byte {
+	size := m.Size()
+	b = binary.AppendUvarint(b, uint64(field<<3|2))
+	b = binary.AppendUvarint(b, uint64(size))
+	start := len(b)
+	b = slices.Grow(b, size)[:start+size]
+	if _, err := m.MarshalToSizedBuffer(b[start:]); err != nil {
+		return b[:start]
+	}
+	return b
+}
+
+// Transport posts snappy-compressed batches.
+type Transport struct {
+	url    string
+	header http.Header
+	client *http.Client
+	zbuf   []byte
+}
+
+// NewTransport returns a transport. headers may carry authentication.
+func NewTransport(url string, headers map[string]string, timeout time.Duration) *Transport {
+	h := http.Header{
+		"Content-Encoding":                  {"snappy"},
+		"Content-Type":                      {"application/x-protobuf"},
+		"User-Agent":                        {"statsbridge"},
+		"X-Prometheus-Remote-Write-Version": {"0.1.0"},
+	}
+	for k, v := range headers {
+		h.Set(k, v)
+	}
+	return &Transport{url: url, header: h, client: sinks.NewHTTPClient(timeout)}
+}
+
+// Send implements sinks.Transport. Prometheus refuses a whole request for one
+// bad sample, with 400 (out of order, duplicate, out of bounds) or, in 2.x,
+// 500 ("too old sample", "empty labelset"); either way the batch is split to
+// find it, and those 500s are never retried as they are.
+func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
+	t.zbuf = snappy.Encode(t.zbuf[:cap(t.zbuf)], b.Data)
+	a, err := sinks.Post(ctx, t.client, t.url, t.header, t.zbuf)
+	if err != nil {
+		return fmt.Errorf("remote write: %w", err)
+	}
+	err = sinks.Classify(a)
+	if a.Status == http.StatusInternalServerError &&
+		(strings.Contains(a.Body, "too old sample") || strings.Contains(a.Body, "empty labelset")) {
+		return &sinks.Rejected{Err: err}
+	}
+	return err
+}

@@ -1,0 +1,102 @@
+package remotewrite
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/modeltest"
+	"github.com/statsbridge/statsbridge/sinks"
+)
+
+var start = time.Unix(1_800_000_000, 0)
+
+// TestRequestsDecode checks what Prometheus would decode from a batch: the
+// series, their labels and samples, and the families' metadata.
+func TestRequestsDecode(t *testing.T) {
+	m := modeltest.Model(t, "hits:3|c|#zone:b", "temp:21.5|g")
+	f := modeltest.Flush(m, modeltest.Interval(start))
+	var batches []cork.Batch
+	buf := cork.NewBuffer(cork.Limits{Records: 100, Bytes: 1 << 20}, func(b cork.Batch) { batches = append(batches, b) })
+	buf.Cork()
+	NewEncoder(Options{ExternalLabels: model.Labels{{Name: "instance", Value: "relay1"}}}).Encode(f, buf)
+	buf.Uncork()
+	if len(batches) != 1 {
+		t.Fatalf("%d batches", len(batches))
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(batches[0].Data); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]prompb.TimeSeries{}
+	for _, ts := range req.Timeseries {
+		got[ts.Labels[0].Value] = ts
+		for i := 1; i < len(ts.Labels); i++ {
+			if ts.Labels[i-1].Name >= ts.Labels[i].Name {
+				t.Errorf("labels not sorted: %v", ts.Labels)
+			}
+		}
+	}
+	hits := got["hits_total"]
+	if len(hits.Labels) != 3 || hits.Labels[1].Name != "instance" || hits.Labels[1].Value != "relay1" ||
+		hits.Labels[2].Name != "zone" || hits.Labels[2].Value != "b" || len(hits.Samples) != 1 ||
+		hits.Samples[0].Value != 3 || hits.Samples[0].Timestamp != start.Add(10*time.Second).UnixMilli() {
+		t.Errorf("hits_total: %+v", hits)
+	}
+	if temp := got["temp"]; len(temp.Samples) != 1 || temp.Samples[0].Value != 21.5 {
+		t.Errorf("temp: %+v", temp)
+	}
+	types := map[string]prompb.MetricMetadata_MetricType{}
+	for _, md := range req.Metadata {
+		types[md.MetricFamilyName] = md.Type
+	}
+	if types["hits"] != prompb.MetricMetadata_COUNTER || types["temp"] != prompb.MetricMetadata_GAUGE {
+		t.Errorf("metadata %v", req.Metadata)
+	}
+}
+
+func TestTransportAnswers(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   string // "ok", "rejected", "retry"
+	}{
+		{"204", 204, "", "ok"},
+		{"out of order: split", 400, "out of order sample", "rejected"},
+		{"too old sample (2.x answers 500): split, never retried as is", 500, "too old sample", "rejected"},
+		{"empty labelset (500): split", 500, "empty labelset: invalid sample", "rejected"},
+		{"other 500: retry", 500, "internal", "retry"},
+		{"429: retry", 429, "", "retry"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				if _, err := snappy.Decode(nil, b); err != nil || r.Header.Get("Content-Encoding") != "snappy" {
+					t.Errorf("body is not snappy: %v", err)
+				}
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			err := NewTransport(srv.URL, nil, time.Second).Send(context.Background(), cork.Batch{Data: []byte{}, Ends: nil})
+			_, rejected := err.(*sinks.Rejected)
+			got := map[bool]string{true: "rejected", false: "retry"}[rejected]
+			if err == nil {
+				got = "ok"
+			}
+			if got != tt.want {
+				t.Errorf("%v: got %s, want %s", err, got, tt.want)
+			}
+		})
+	}
+}
