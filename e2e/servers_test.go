@@ -1,0 +1,372 @@
+package e2e
+
+// Real backends, started on loopback the way ../shared/peers/start-*.sh do
+// (see its README for every quirk these settings avoid).
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// server is a backend process that is stopped when its test ends.
+type server struct {
+	name   string
+	cmd    *exec.Cmd
+	log    *logBuffer
+	exited chan struct{}
+}
+
+func startServer(t *testing.T, name string, cmd *exec.Cmd, ready func() bool) *server {
+	t.Helper()
+	s := &server{name: name, cmd: cmd, log: &logBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, s.log.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !ready() {
+		select {
+		case <-s.exited:
+			t.Fatalf("%s exited at start:\n%s", name, s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 20s:\n%s", name, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+// stop ends the server with SIGTERM (each of them flushes and exits on it).
+func (s *server) stop() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+func tcpReady(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+}
+
+func httpReady(u string, status int) func() bool {
+	return func() bool {
+		resp, err := http.Get(u)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == status
+	}
+}
+
+// carbon is a carbon-cache writing whisper files with one archive of 1s
+// slots, so that a 1s flush interval keeps every point.
+type carbon struct {
+	*server
+	Addr    string
+	whisper string
+}
+
+func startCarbon(t *testing.T) *carbon {
+	t.Helper()
+	bin := need(t, "carbon-cache")
+	dir := t.TempDir()
+	port := freePort(t)
+	for _, d := range []string{"conf", "storage/whisper", "storage/lists", "log"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	conf := fmt.Sprintf(`[cache]
+STORAGE_DIR = %[1]s/storage/
+LOCAL_DATA_DIR = %[1]s/storage/whisper/
+WHITELISTS_DIR = %[1]s/storage/lists/
+CONF_DIR = %[1]s/conf/
+LOG_DIR = %[1]s/log/
+PID_DIR = %[1]s/
+ENABLE_LOGROTATION = False
+USER =
+DATABASE = whisper
+MAX_CACHE_SIZE = inf
+MAX_UPDATES_PER_SECOND = inf
+MAX_CREATES_PER_MINUTE = inf
+CACHE_WRITE_STRATEGY = naive
+WHISPER_AUTOFLUSH = True
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = %[2]d
+ENABLE_UDP_LISTENER = False
+PICKLE_RECEIVER_INTERFACE = 127.0.0.1
+PICKLE_RECEIVER_PORT = 0
+CACHE_QUERY_INTERFACE = 127.0.0.1
+CACHE_QUERY_PORT = 0
+CARBON_METRIC_INTERVAL = 0
+ENABLE_TAGS = False
+TAG_HASH_FILENAMES = True
+LOG_UPDATES = False
+LOG_CREATES = True
+LOG_LISTENER_CONN_SUCCESS = False
+`, dir, port)
+	write(t, filepath.Join(dir, "conf/carbon.conf"), conf)
+	write(t, filepath.Join(dir, "conf/storage-schemas.conf"), "[default]\npattern = .*\nretentions = 1s:1d\n")
+	write(t, filepath.Join(dir, "conf/storage-aggregation.conf"), "[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "--config="+filepath.Join(dir, "conf/carbon.conf"), "--nodaemon",
+		"--pidfile="+filepath.Join(dir, "carbon-cache.pid"), "start")
+	s := startServer(t, "carbon-cache", cmd, tcpReady(addr))
+	return &carbon{server: s, Addr: addr, whisper: filepath.Join(dir, "storage/whisper")}
+}
+
+// whisperPoint is one stored slot.
+type whisperPoint struct {
+	T int64
+	V float64
+}
+
+// points reads a plain (untagged) metric's whisper file: every slot that
+// holds a point of the last day, in time order. A missing file is no points.
+func (c *carbon) points(t *testing.T, path string) []whisperPoint {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(c.whisper, strings.ReplaceAll(path, ".", "/")+".wsp"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readWhisper(t, data)
+}
+
+// readWhisper decodes whisper's format: a 16-byte header (aggregation,
+// max retention, xFilesFactor, archive count), 12 bytes per archive (offset,
+// seconds per point, points), then 12-byte points (uint32 time, float64
+// value), all big-endian. Only the first (finest) archive is read.
+func readWhisper(t *testing.T, data []byte) []whisperPoint {
+	t.Helper()
+	be := binary.BigEndian
+	if len(data) < 28 {
+		t.Fatalf("whisper file too short: %d bytes", len(data))
+	}
+	offset := be.Uint32(data[16:])
+	count := be.Uint32(data[24:])
+	cutoff := time.Now().Add(-24 * time.Hour).Unix()
+	var out []whisperPoint
+	for i := uint32(0); i < count; i++ {
+		p := data[offset+12*i:]
+		ts := int64(be.Uint32(p))
+		if ts > cutoff {
+			out = append(out, whisperPoint{T: ts, V: math.Float64frombits(be.Uint64(p[4:]))})
+		}
+	}
+	sortPoints(out)
+	return out
+}
+
+func sortPoints(ps []whisperPoint) {
+	for i := 1; i < len(ps); i++ {
+		for j := i; j > 0 && ps[j].T < ps[j-1].T; j-- {
+			ps[j], ps[j-1] = ps[j-1], ps[j]
+		}
+	}
+}
+
+// influxd is an InfluxDB 1.x server.
+type influxd struct {
+	*server
+	URL string
+}
+
+func startInflux(t *testing.T) *influxd {
+	t.Helper()
+	bin := need(t, "influxd")
+	dir := t.TempDir()
+	port, rpc := freePort(t), freePort(t)
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%[2]d"
+[meta]
+  dir = "%[1]s/meta"
+  logging-enabled = false
+[data]
+  dir = "%[1]s/data"
+  wal-dir = "%[1]s/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:%[3]d"
+  auth-enabled = false
+  log-enabled = false
+  pprof-enabled = false
+[logging]
+  level = "warn"
+  suppress-logo = true
+`, dir, rpc, port)
+	write(t, filepath.Join(dir, "influxdb.conf"), conf)
+	cmd := exec.Command(bin, "run", "-config", filepath.Join(dir, "influxdb.conf"), "-pidfile", filepath.Join(dir, "influxd.pid"))
+	cmd.Env = filterEnv("INFLUXDB_")
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	s := startServer(t, "influxd", cmd, httpReady(u+"/ping", http.StatusNoContent))
+	return &influxd{server: s, URL: u}
+}
+
+func (i *influxd) createDB(t *testing.T, name string) {
+	t.Helper()
+	resp, err := http.PostForm(i.URL+"/query", url.Values{"q": {"CREATE DATABASE " + name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CREATE DATABASE: %d", resp.StatusCode)
+	}
+}
+
+// query runs InfluxQL and returns the rows of the first series (times in
+// milliseconds), or none.
+func (i *influxd) query(t *testing.T, db, q string) [][]any {
+	t.Helper()
+	u := i.URL + "/query?" + url.Values{"db": {db}, "q": {q}, "epoch": {"ms"}}.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+			Error string `json:"error"`
+		} `json:"results"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("influx answer %q: %v", body, err)
+	}
+	if len(out.Results) == 0 || out.Results[0].Error != "" {
+		t.Fatalf("influx query %q: %s", q, body)
+	}
+	if len(out.Results[0].Series) == 0 {
+		return nil
+	}
+	return out.Results[0].Series[0].Values
+}
+
+// prometheus is a Prometheus 2.x with the remote-write receiver on and no
+// scrape jobs.
+type prometheus struct {
+	*server
+	URL string
+}
+
+func startPrometheus(t *testing.T) *prometheus {
+	t.Helper()
+	bin := need(t, "prometheus")
+	dir := t.TempDir()
+	port := freePort(t)
+	write(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+	cmd := exec.Command(bin,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--storage.tsdb.retention.time=1d",
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+		"--web.enable-remote-write-receiver",
+		"--log.level=warn")
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	s := startServer(t, "prometheus", cmd, httpReady(u+"/-/ready", http.StatusOK))
+	return &prometheus{server: s, URL: u}
+}
+
+// promSample is one raw sample of a series.
+type promSample struct {
+	Labels map[string]string
+	T      int64 // milliseconds
+	V      string
+}
+
+// samples returns the raw samples of selector over the last window (a
+// range-vector query: no lookback interpolation).
+func (p *prometheus) samples(t *testing.T, selector string, window time.Duration) []promSample {
+	t.Helper()
+	q := fmt.Sprintf("%s[%ds]", selector, int(window.Seconds()))
+	u := p.URL + "/api/v1/query?" + url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Values [][2]any          `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &out); err != nil || out.Status != "success" {
+		t.Fatalf("prometheus query %q: %s", q, body)
+	}
+	var ss []promSample
+	for _, r := range out.Data.Result {
+		for _, v := range r.Values {
+			ss = append(ss, promSample{Labels: r.Metric, T: int64(math.Round(v[0].(float64) * 1000)), V: v[1].(string)})
+		}
+	}
+	return ss
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// filterEnv is the environment without variables starting with prefix.
+func filterEnv(prefix string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, prefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -1,0 +1,204 @@
+// Command statsbridge receives StatsD, keeps it as OpenMetrics metric
+// families, and pushes them to Graphite, InfluxDB and Prometheus
+// remote-write, and serves them on /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/statsbridge/statsbridge/config"
+)
+
+// version is set at build time (see build.sh).
+var version = "dev"
+
+func main() {
+	if err := newApp(os.Stdout, os.Stderr, run).Run(os.Args); err != nil {
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			if msg := exit.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, msg)
+			}
+			os.Exit(exit.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "statsbridge:", err)
+		os.Exit(1)
+	}
+}
+
+// flagEnv names a flag's environment variable: STATSBRIDGE_ and the flag in
+// upper case with '.' and '-' as '_'.
+func flagEnv(flag string) []string {
+	return []string{"STATSBRIDGE_" + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(flag))}
+}
+
+func runFlags() []cli.Flag {
+	str := func(name, usage string) *cli.StringFlag {
+		return &cli.StringFlag{Name: name, Usage: usage, EnvVars: flagEnv(name)}
+	}
+	many := func(name, usage string) *cli.StringSliceFlag {
+		return &cli.StringSliceFlag{Name: name, Usage: usage, EnvVars: flagEnv(name)}
+	}
+	return []cli.Flag{
+		str("config", "read configuration from `FILE` (default: the embedded defaults)"),
+		str("statsd.udp", "listen for StatsD on UDP `ADDRS` (comma-separated; empty: off)"),
+		str("statsd.tcp", "listen for StatsD on TCP `ADDRS` (comma-separated; empty: off)"),
+		str("http.listen", "serve /metrics and /healthz on `ADDR` (empty: off)"),
+		str("http.allow", "let these `CIDRS` (comma-separated) scrape /metrics"),
+		str("flush-interval", "push every `DURATION`"),
+		str("log.level", "log at `LEVEL`: debug, info, warn or error"),
+		many("graphite", "push to carbon at `ADDR` (repeatable)"),
+		many("influx", "push to InfluxDB write `URL` (repeatable)"),
+		many("remote-write", "push to Prometheus remote-write `URL` (repeatable)"),
+	}
+}
+
+// runner runs statsbridge on a configuration until ctx is done.
+type runner func(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart started) error
+
+func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
+	action := func(c *cli.Context) error { return runCommand(c, stderr, runFn) }
+	return &cli.App{
+		Name:            "statsbridge",
+		Usage:           "a StatsD relay to Graphite, InfluxDB and Prometheus",
+		Version:         version,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideVersion:     true,
+		Flags:           runFlags(),
+		Action:          action,
+		HideHelpCommand: true,
+		// main reports errors and exits; the library would exit inside Run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			{
+				Name:   "run",
+				Usage:  "run the relay (the default command)",
+				Flags:  runFlags(),
+				Action: action,
+			},
+			{
+				Name:      "check-config",
+				Usage:     "check a configuration file and exit",
+				ArgsUsage: "FILE",
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return cli.Exit("usage: statsbridge check-config FILE", 2)
+					}
+					if _, err := config.Load(c.Args().First()); err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					fmt.Fprintf(stdout, "%s: ok\n", c.Args().First())
+					return nil
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(stdout, "statsbridge %s\n", version)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// runCommand loads the configuration, applies the flags and runs until
+// SIGTERM or SIGINT. A second signal exits at once.
+func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
+	if c.NArg() > 0 {
+		return cli.Exit(fmt.Sprintf("unexpected argument %q (see statsbridge --help)", c.Args().First()), 2)
+	}
+	cfg := config.Default()
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+	}
+	if err := applyFlags(c, &cfg); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // the next signal is not caught: it ends the process at once
+	}()
+	if err := runFn(ctx, cfg, logger, nil); err != nil {
+		return cli.Exit("statsbridge: "+err.Error(), 1)
+	}
+	return nil
+}
+
+// applyFlags lays the command line over the file. A flag given an empty
+// value turns its listener off.
+func applyFlags(c *cli.Context, cfg *config.Config) error {
+	list := func(flag string, dst *[]string) {
+		if c.IsSet(flag) {
+			*dst = splitList(c.String(flag))
+		}
+	}
+	list("statsd.udp", &cfg.Statsd.UDP)
+	list("statsd.tcp", &cfg.Statsd.TCP)
+	list("http.allow", &cfg.HTTP.Allow)
+	if c.IsSet("http.listen") {
+		cfg.HTTP.Listen = c.String("http.listen")
+	}
+	if c.IsSet("log.level") {
+		cfg.LogLevel = c.String("log.level")
+	}
+	if c.IsSet("flush-interval") {
+		d, err := time.ParseDuration(c.String("flush-interval"))
+		if err != nil {
+			return fmt.Errorf("--flush-interval: %q is not a duration such as \"10s\"", c.String("flush-interval"))
+		}
+		cfg.Statsd.FlushInterval = config.Duration(d)
+	}
+	for _, addr := range c.StringSlice("graphite") {
+		g := config.DefaultGraphite()
+		g.Address = addr
+		cfg.Graphite = append(cfg.Graphite, g)
+	}
+	for _, u := range c.StringSlice("influx") {
+		in := config.DefaultInflux()
+		in.URL = u
+		cfg.Influx = append(cfg.Influx, in)
+	}
+	for _, u := range c.StringSlice("remote-write") {
+		rw := config.DefaultRemoteWrite()
+		rw.URL = u
+		cfg.RemoteWrite = append(cfg.RemoteWrite, rw)
+	}
+	return cfg.Validate()
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

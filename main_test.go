@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/statsbridge/statsbridge/config"
+)
+
+// runCLI runs the command line with a runner that only records the
+// configuration it was given.
+func runCLI(t *testing.T, args ...string) (cfg config.Config, ran bool, stdout string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	app := newApp(&out, &errOut, func(_ context.Context, c config.Config, _ *slog.Logger, _ started) error {
+		cfg, ran = c, true
+		return nil
+	})
+	err = app.Run(append([]string{"statsbridge"}, args...))
+	return cfg, ran, out.String(), err
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sb.toml")
+	os.WriteFile(file, []byte("[statsd]\nudp = [\"127.0.0.1:9125\"]\nflush_interval = \"5s\"\n[[graphite]]\naddress = \"carbon:2003\"\n"), 0o644)
+
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, c config.Config)
+	}{
+		{"no arguments runs the embedded defaults", nil, nil, func(t *testing.T, c config.Config) {
+			if !reflect.DeepEqual(c, config.Default()) {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"run is the same", []string{"run"}, nil, func(t *testing.T, c config.Config) {
+			if !reflect.DeepEqual(c, config.Default()) {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"flags without the word run", []string{"--statsd.tcp=", "--flush-interval", "2s", "--graphite", "a:1", "--graphite", "b:2"}, nil,
+			func(t *testing.T, c config.Config) {
+				if len(c.Statsd.TCP) != 0 {
+					t.Errorf("--statsd.tcp= left TCP on: %v", c.Statsd.TCP)
+				}
+				if c.Statsd.FlushInterval.D() != 2*time.Second {
+					t.Errorf("flush interval %v", c.Statsd.FlushInterval)
+				}
+				if len(c.Graphite) != 2 || c.Graphite[1].Address != "b:2" || c.Graphite[1].Layout != config.LayoutEtsy {
+					t.Errorf("graphite sinks %+v", c.Graphite)
+				}
+			}},
+		{"a flag overrides the file and adds to its sinks", []string{"run", "--config", file, "--statsd.udp", "0.0.0.0:8125,[::]:8125", "--influx", "http://i:8086/write?db=s"}, nil,
+			func(t *testing.T, c config.Config) {
+				if !reflect.DeepEqual(c.Statsd.UDP, []string{"0.0.0.0:8125", "[::]:8125"}) {
+					t.Errorf("udp %v", c.Statsd.UDP)
+				}
+				if c.Statsd.FlushInterval.D() != 5*time.Second || len(c.Graphite) != 1 || len(c.Influx) != 1 {
+					t.Errorf("file values lost: %+v", c)
+				}
+			}},
+		{"environment variables", nil, map[string]string{
+			"STATSBRIDGE_STATSD_UDP": "127.0.0.1:7000", "STATSBRIDGE_HTTP_LISTEN": "", "STATSBRIDGE_REMOTE_WRITE": "http://p:9090/api/v1/write",
+		}, func(t *testing.T, c config.Config) {
+			if !reflect.DeepEqual(c.Statsd.UDP, []string{"127.0.0.1:7000"}) || c.HTTP.Listen != "" || len(c.RemoteWrite) != 1 {
+				t.Errorf("got udp %v, http %q, remote_write %v", c.Statsd.UDP, c.HTTP.Listen, c.RemoteWrite)
+			}
+			if c.RemoteWrite[0].Counters != config.CountersCumulative {
+				t.Errorf("remote-write counters %q", c.RemoteWrite[0].Counters)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, ran, _, err := runCLI(t, tt.args...)
+			if err != nil || !ran {
+				t.Fatalf("ran=%v err=%v", ran, err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.toml")
+	os.WriteFile(typo, []byte("[statsd]\nflush_intervall = \"1s\"\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"check-config names a typo'd key", []string{"check-config", typo}, "typo.toml:2: statsd.flush_intervall: unknown key"},
+		{"run refuses a typo'd key", []string{"--config", typo}, "statsd.flush_intervall"},
+		{"missing file", []string{"--config", filepath.Join(dir, "nope.toml")}, "nope.toml"},
+		{"bad flag value", []string{"--flush-interval", "soon"}, "--flush-interval"},
+		{"bad sink address", []string{"--graphite", "carbon"}, "graphite[0].address"},
+		{"stray argument", []string{"run", "extra"}, "unexpected argument"},
+		{"check-config without a file", []string{"check-config"}, "usage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ran, _, err := runCLI(t, tt.args...)
+			if ran {
+				t.Fatal("started despite the error")
+			}
+			var exit cli.ExitCoder
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("error %v: want a non-zero exit", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckConfigAcceptsTheExample(t *testing.T) {
+	_, _, out, err := runCLI(t, "check-config", "config.example.toml")
+	if err != nil || !strings.Contains(out, "ok") {
+		t.Errorf("out %q, err %v", out, err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	_, _, out, err := runCLI(t, "version")
+	if err != nil || out != "statsbridge "+version+"\n" {
+		t.Errorf("out %q, err %v", out, err)
+	}
+}

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/statsbridge/statsbridge/config"
+	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/ingest"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks"
+	"github.com/statsbridge/statsbridge/sinks/graphite"
+	"github.com/statsbridge/statsbridge/sinks/influx"
+	"github.com/statsbridge/statsbridge/sinks/openmetrics"
+	"github.com/statsbridge/statsbridge/sinks/remotewrite"
+)
+
+// started, when not nil, is told the bound addresses once statsbridge is
+// up; tests use it to find ports picked by the kernel.
+type started func(statsdUDP, statsdTCP []net.Addr, httpAddr net.Addr)
+
+// run wires the configuration to the components and runs until ctx is done.
+// Then it stops the listeners (reading what the sockets already hold),
+// makes the final flush, and gives the sinks shutdown_timeout to deliver.
+// Nothing is started when any part fails to set up.
+func run(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart started) error {
+	m := model.New(model.Options{
+		MaxSeries:          cfg.Limits.MaxSeries,
+		MaxSeriesPerFamily: cfg.Limits.MaxSeriesPerFamily,
+		SeriesTTL:          cfg.Limits.SeriesTTL.D(),
+		Logger:             logger,
+	})
+
+	pushes, err := newPushes(cfg, logger)
+	if err != nil {
+		return err
+	}
+
+	statsd, err := ingest.Listen(ingestConfig(cfg, m, logger))
+	if err != nil {
+		return err
+	}
+	httpServer, httpListener, err := newHTTP(cfg, m, logger)
+	if err != nil {
+		statsd.Serve(canceled()) // closes the sockets
+		return err
+	}
+	registerSelfMetrics(m, statsd.Stats(), pushes)
+
+	logStart(logger, cfg, statsd, httpListener, pushes)
+	if onStart != nil {
+		var httpAddr net.Addr
+		if httpListener != nil {
+			httpAddr = httpListener.Addr()
+		}
+		onStart(statsd.UDPAddrs(), statsd.TCPAddrs(), httpAddr)
+	}
+
+	// The push sinks deliver until their queues are empty after the final
+	// flush, or until shutdown_timeout cuts them off.
+	pushCtx, cutOff := context.WithCancel(context.Background())
+	defer cutOff()
+	var delivering sync.WaitGroup
+	for _, p := range pushes {
+		delivering.Go(func() { p.push.Run(pushCtx) })
+	}
+	if httpServer != nil {
+		go func() {
+			if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("http server failed", "err", err)
+			}
+		}()
+	}
+
+	clock := cork.NewClock(cfg.Statsd.FlushInterval.D(), nil)
+	flush := &model.Flush{}
+	uncork := func(iv cork.Interval) {
+		flush.Interval = iv
+		m.Collect(flush)
+		for _, p := range pushes {
+			p.push.Flush(flush)
+		}
+	}
+	var running sync.WaitGroup
+	running.Go(func() { statsd.Serve(ctx) })
+	running.Go(func() { clock.Run(ctx, uncork) })
+	running.Wait()
+
+	logger.Info("stopping: listeners drained, making the final flush")
+	uncork(clock.Final())
+	for _, p := range pushes {
+		p.push.Close()
+	}
+	done := make(chan struct{})
+	go func() { delivering.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cfg.ShutdownTimeout.D()):
+		logger.Warn("shutdown_timeout reached; dropping what was not delivered")
+		cutOff()
+		<-done
+	}
+	for _, p := range pushes {
+		p.close()
+	}
+	if httpServer != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = httpServer.Shutdown(shutdownCtx)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger) ingest.Config {
+	dialect := ingest.Dialect{RelativeGauges: cfg.Statsd.Gauges == config.GaugesRelativeSigns}
+	if cfg.Prosody.Prefix != "" {
+		dialect.LiteralPrefix = []byte(cfg.Prosody.Prefix + ".")
+	}
+	return ingest.Config{
+		UDP:               cfg.Statsd.UDP,
+		TCP:               cfg.Statsd.TCP,
+		Unixgram:          cfg.Statsd.Unixgram,
+		UnixgramMode:      cfg.Statsd.UnixgramMode.Mode(),
+		Readers:           cfg.Statsd.Readers,
+		ReadBuffer:        int(cfg.Statsd.ReadBuffer),
+		MaxLine:           int(cfg.Statsd.MaxLine),
+		TCPMaxConnections: cfg.Statsd.TCPMaxConnections,
+		TCPIdleTimeout:    cfg.Statsd.TCPIdleTimeout.D(),
+		Dialect:           dialect,
+		SourceLabel:       cfg.Statsd.SourceLabel,
+		NewHandler:        func() ingest.Handler { return m.NewWriter() },
+		Logger:            logger,
+	}
+}
+
+func newHTTP(cfg config.Config, m *model.Model, logger *slog.Logger) (*http.Server, net.Listener, error) {
+	if cfg.HTTP.Listen == "" {
+		return nil, nil, nil
+	}
+	access := openmetrics.Access{}
+	for _, s := range cfg.HTTP.Allow {
+		p, _ := config.ParsePrefix(s) // validated
+		access.Allow = append(access.Allow, p)
+	}
+	for _, s := range cfg.HTTP.TrustedProxies {
+		p, _ := config.ParsePrefix(s)
+		access.TrustedProxies = append(access.TrustedProxies, p)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", openmetrics.NewHandler(m, access, logger))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	return srv, l, nil
+}
+
+// pushSink is a configured push sink with what it was built from.
+type pushSink struct {
+	push    *sinks.Push
+	target  string
+	skipped func() uint64
+	close   func()
+}
+
+func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
+	var out []pushSink
+	for i, g := range cfg.Graphite {
+		enc := graphite.NewEncoder(graphite.Options{
+			Layout:          graphiteLayouts[g.Layout],
+			LegacyNamespace: g.LegacyNamespace,
+			Prefix:          g.Prefix,
+			Cumulative:      g.Counters == config.CountersCumulative,
+			DeleteIdle:      g.DeleteIdle,
+			ExternalLabels:  externalLabels(g.ExternalLabels),
+		})
+		t := graphite.NewTransport(g.Address, g.Timeout.D())
+		p := sinks.NewPush(pushOptions(fmt.Sprintf("graphite[%d]", i), g.Push, logger), enc, t)
+		out = append(out, pushSink{push: p, target: "graphite " + g.Address, skipped: enc.Skipped.Load, close: t.Close})
+	}
+	for i, in := range cfg.Influx {
+		enc := influx.NewEncoder(influx.Options{
+			Cumulative:     in.Counters == config.CountersCumulative,
+			DeleteIdle:     in.DeleteIdle,
+			ExternalLabels: externalLabels(in.ExternalLabels),
+		})
+		t, err := influx.NewTransport(influx.TransportOptions{
+			URL: in.URL, Token: in.Token.Reveal(), Username: in.Username, Password: in.Password.Reveal(),
+			Gzip: in.Gzip, Timeout: in.Timeout.D(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("influx[%d]: %w", i, err)
+		}
+		p := sinks.NewPush(pushOptions(fmt.Sprintf("influx[%d]", i), in.Push, logger), enc, t)
+		out = append(out, pushSink{push: p, target: "influx " + redactURL(in.URL), skipped: enc.Skipped.Load, close: func() {}})
+	}
+	for i, rw := range cfg.RemoteWrite {
+		enc := remotewrite.NewEncoder(remotewrite.Options{
+			ExternalLabels: externalLabels(rw.ExternalLabels),
+			DeleteIdle:     rw.DeleteIdle,
+		})
+		headers := map[string]string{}
+		for k, v := range rw.Headers {
+			headers[k] = v.Reveal()
+		}
+		if rw.BearerToken != "" {
+			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
+		}
+		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
+		p := sinks.NewPush(pushOptions(fmt.Sprintf("remote_write[%d]", i), rw.Push, logger), enc, t)
+		out = append(out, pushSink{push: p, target: "remote_write " + redactURL(rw.URL), skipped: func() uint64 { return 0 }, close: func() {}})
+	}
+	return out, nil
+}
+
+var graphiteLayouts = map[string]graphite.Layout{
+	config.LayoutEtsy:  graphite.Etsy,
+	config.LayoutPaths: graphite.Paths,
+	config.LayoutTags:  graphite.Tags,
+}
+
+func pushOptions(name string, p config.Push, logger *slog.Logger) sinks.Options {
+	return sinks.Options{
+		Name:        name,
+		Batch:       cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
+		QueueBytes:  int(p.QueueSize),
+		MaxRetryAge: p.MaxRetryAge.D(),
+		Logger:      logger,
+	}
+}
+
+func externalLabels(m map[string]string) model.Labels {
+	ls := make(model.Labels, 0, len(m))
+	for k, v := range m {
+		ls = append(ls, model.Label{Name: k, Value: v})
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	return ls
+}
+
+// redactURL hides credentials a URL may carry: a password in its user
+// part, or InfluxDB 1.x's p= parameter.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	q := u.Query()
+	if q.Has("p") {
+		q.Set("p", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, httpListener net.Listener, pushes []pushSink) {
+	var listens []string
+	for _, a := range statsd.UDPAddrs() {
+		listens = append(listens, "udp "+a.String())
+	}
+	for _, a := range statsd.TCPAddrs() {
+		listens = append(listens, "tcp "+a.String())
+	}
+	for _, p := range cfg.Statsd.Unixgram {
+		listens = append(listens, "unixgram "+p)
+	}
+	httpAddr := "off"
+	if httpListener != nil {
+		httpAddr = httpListener.Addr().String()
+	}
+	targets := []string{"/metrics"}
+	for _, p := range pushes {
+		targets = append(targets, p.target)
+	}
+	logger.Info("statsbridge started", "version", version,
+		"statsd", strings.Join(listens, ", "), "http", httpAddr,
+		"flush_interval", cfg.Statsd.FlushInterval.D().String(),
+		"sends_to", strings.Join(targets, ", "))
+}

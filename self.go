@@ -1,0 +1,63 @@
+package main
+
+import (
+	"github.com/statsbridge/statsbridge/ingest"
+	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks"
+)
+
+// registerSelfMetrics makes statsbridge's own counters families of its model,
+// so that they reach every sink and /metrics like any other.
+func registerSelfMetrics(m *model.Model, in *ingest.Stats, pushes []pushSink) {
+	counter := func(name, help string, labels model.Labels, read func() float64) {
+		m.Register(model.Family{Name: name, Type: model.Counter, Help: help, LabelNames: labelNames(labels)}, labels, read)
+	}
+	gauge := func(name, help string, labels model.Labels, read func() float64) {
+		m.Register(model.Family{Name: name, Type: model.Gauge, Help: help, LabelNames: labelNames(labels)}, labels, read)
+	}
+	u64 := func(f func() uint64) func() float64 { return func() float64 { return float64(f()) } }
+
+	counter("statsbridge_ingest_datagrams", "UDP and unixgram datagrams and TCP reads received", nil, u64(in.Datagrams.Load))
+	counter("statsbridge_ingest_bytes", "Bytes of StatsD received", nil, u64(in.Bytes.Load))
+	counter("statsbridge_ingest_lines", "StatsD lines received, good or bad", nil, u64(in.Lines.Load))
+	for _, r := range ingest.Reasons() {
+		counter("statsbridge_ingest_bad_lines", "StatsD lines rejected, by reason",
+			model.Labels{{Name: "reason", Value: r.String()}}, u64(in.BadLines[r].Load))
+	}
+	gauge("statsbridge_ingest_tcp_connections", "Open StatsD TCP connections", nil,
+		func() float64 { return float64(in.Connections.Load()) })
+	counter("statsbridge_ingest_tcp_refused", "StatsD TCP connections refused at tcp_max_connections", nil, u64(in.Refused.Load))
+
+	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
+	for _, r := range model.DropReasons() {
+		counter("statsbridge_model_dropped_samples", "Samples that reached no series, by reason",
+			model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
+	}
+
+	for _, p := range pushes {
+		st := p.push.Stats()
+		sink := model.Labels{{Name: "sink", Value: p.push.Name()}}
+		counter("statsbridge_sink_batches", "Batches delivered", sink, u64(st.Batches.Load))
+		counter("statsbridge_sink_points", "Points delivered", sink, u64(st.Records.Load))
+		counter("statsbridge_sink_bytes", "Bytes delivered (before compression)", sink, u64(st.Bytes.Load))
+		counter("statsbridge_sink_failures", "Failed delivery attempts", sink, u64(st.Failures.Load))
+		counter("statsbridge_sink_retries", "Delivery attempts retried", sink, u64(st.Retries.Load))
+		counter("statsbridge_sink_skipped_values", "Values the backend cannot store (NaN, ±Inf), not sent", sink, u64(p.skipped))
+		for _, r := range sinks.DropReasons() {
+			labels := model.Labels{{Name: "reason", Value: r.String()}, sink[0]}
+			counter("statsbridge_sink_dropped_points", "Points given up, by reason", labels, u64(st.Dropped[r].Load))
+		}
+		gauge("statsbridge_sink_queue_bytes", "Bytes waiting in the outage queue", sink,
+			func() float64 { return float64(st.QueueBytes.Load()) })
+		gauge("statsbridge_sink_last_delivery_seconds", "How long the last delivered batch took", sink,
+			func() float64 { return float64(st.LatencyNs.Load()) / 1e9 })
+	}
+}
+
+func labelNames(ls model.Labels) []string {
+	names := make([]string, len(ls))
+	for i, l := range ls {
+		names[i] = l.Name
+	}
+	return names
+}
