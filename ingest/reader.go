@@ -45,11 +45,11 @@ func (l *badLineLog) log(r Reason, line []byte) {
 // batchSize is how many samples a reader hands to its Handler at once.
 const batchSize = 256
 
-// reader is what every reader goroutine shares, whatever the transport: it
-// splits what was read into lines, parses them into a batch of samples and
-// hands full batches to the Handler. Its samples point into the read
-// buffers, so the transport calls flush before it reuses them.
-type reader struct {
+// Reader is the pipeline of one reader goroutine, whatever the transport:
+// it splits what was read into lines, parses them into a batch of samples
+// and hands full batches to its Handler. The samples point into the read
+// buffers, so a transport calls Flush before it reuses them.
+type Reader struct {
 	parser  Parser
 	handler Handler
 	maxLine int
@@ -66,18 +66,40 @@ type reader struct {
 	bad                     [numReasons]uint64
 }
 
-func newReader(p Parser, h Handler, stats *Stats, badLog *badLineLog, sourceLabel string, maxLine int) *reader {
-	r := &reader{parser: p, handler: h, stats: stats, badLog: badLog, maxLine: maxLine, batch: make([]Sample, batchSize)}
-	if sourceLabel != "" {
-		r.sourceLabel = []byte(sourceLabel)
+// ReaderConfig configures a Reader.
+type ReaderConfig struct {
+	Parser  Parser
+	Handler Handler
+	// Stats receives the reader's counts at every Flush.
+	Stats *Stats
+	// MaxLine is the longest line accepted.
+	MaxLine int
+	// SourceLabel, when set, tags every sample with its sender's address.
+	SourceLabel string
+	Logger      *slog.Logger
+}
+
+// NewReader returns a Reader for one goroutine.
+func NewReader(cfg ReaderConfig) *Reader {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return newReader(cfg, &badLineLog{logger: cfg.Logger})
+}
+
+func newReader(cfg ReaderConfig, badLog *badLineLog) *Reader {
+	r := &Reader{parser: cfg.Parser, handler: cfg.Handler, stats: cfg.Stats, badLog: badLog, maxLine: cfg.MaxLine,
+		batch: make([]Sample, batchSize)}
+	if cfg.SourceLabel != "" {
+		r.sourceLabel = []byte(cfg.SourceLabel)
 		r.sources = map[netip.Addr][]byte{}
 	}
 	return r
 }
 
-// datagram takes one datagram (or one TCP line run): many lines, separated
-// by "\n" or "\r\n", the last one with or without a terminator.
-func (r *reader) datagram(b []byte, from netip.Addr) {
+// Datagram takes one datagram (or a run of whole TCP lines): many lines,
+// separated by "\n" or "\r\n", the last one with or without a terminator.
+func (r *Reader) Datagram(b []byte, from netip.Addr) {
 	r.datagrams++
 	r.bytes += uint64(len(b))
 	for len(b) > 0 {
@@ -92,7 +114,7 @@ func (r *reader) datagram(b []byte, from netip.Addr) {
 	}
 }
 
-func (r *reader) line(line []byte, from netip.Addr) {
+func (r *Reader) line(line []byte, from netip.Addr) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
@@ -114,16 +136,16 @@ func (r *reader) line(line []byte, from netip.Addr) {
 	}
 	r.n++
 	if r.n == len(r.batch) {
-		r.flush()
+		r.Flush()
 	}
 }
 
-func (r *reader) reject(reason Reason, line []byte) {
+func (r *Reader) reject(reason Reason, line []byte) {
 	r.bad[reason]++
 	r.badLog.log(reason, line)
 }
 
-func (r *reader) source(a netip.Addr) []byte {
+func (r *Reader) source(a netip.Addr) []byte {
 	a = a.Unmap()
 	if b, ok := r.sources[a]; ok {
 		return b
@@ -136,8 +158,8 @@ func (r *reader) source(a netip.Addr) []byte {
 	return b
 }
 
-// flush hands the batch to the Handler and publishes the reader's counts.
-func (r *reader) flush() {
+// Flush hands the batch to the Handler and publishes the reader's counts.
+func (r *Reader) Flush() {
 	if r.n > 0 {
 		r.handler.Handle(r.batch[:r.n])
 		r.n = 0
@@ -145,7 +167,7 @@ func (r *reader) flush() {
 	r.publish()
 }
 
-func (r *reader) publish() {
+func (r *Reader) publish() {
 	if r.datagrams > 0 {
 		r.stats.Datagrams.Add(r.datagrams)
 		r.stats.Bytes.Add(r.bytes)

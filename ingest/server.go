@@ -136,17 +136,18 @@ func (s *Server) TCPAddrs() []net.Addr {
 // has stopped.
 func (s *Server) Serve(ctx context.Context) {
 	var wg sync.WaitGroup
-	newReader := func() *reader {
-		return newReader(Parser{Dialect: s.cfg.Dialect}, s.cfg.NewHandler(), &s.stats, &s.badLog, s.cfg.SourceLabel, s.cfg.MaxLine)
+	makeReader := func() *Reader {
+		return newReader(ReaderConfig{Parser: Parser{Dialect: s.cfg.Dialect}, Handler: s.cfg.NewHandler(), Stats: &s.stats,
+			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel}, &s.badLog)
 	}
 	for _, u := range s.udp {
-		wg.Go(func() { u.serve(ctx, newReader()) })
+		wg.Go(func() { u.serve(ctx, makeReader()) })
 	}
 	for _, l := range s.tcp {
-		wg.Go(func() { s.serveTCP(ctx, l, newReader) })
+		wg.Go(func() { s.serveTCP(ctx, l, makeReader) })
 	}
 	for _, c := range s.unixgram {
-		wg.Go(func() { serveUnixgram(ctx, c, newReader(), s.cfg.Logger) })
+		wg.Go(func() { serveUnixgram(ctx, c, makeReader(), s.cfg.Logger) })
 	}
 	wg.Wait()
 }

@@ -17,7 +17,7 @@ import (
 const tcpDrainTime = 200 * time.Millisecond
 
 // serveTCP accepts connections until ctx is done and waits for them to end.
-func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, newReader func() *reader) {
+func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader func() *Reader) {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var conns sync.WaitGroup
@@ -42,7 +42,7 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, newReader fun
 		}
 		conns.Go(func() {
 			defer s.stats.Connections.Add(-1)
-			s.serveConn(ctx, conn, newReader())
+			s.serveConn(ctx, conn, makeReader())
 		})
 	}
 }
@@ -51,7 +51,7 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, newReader fun
 // counted once and skipped up to its newline; the connection stays up. A
 // connection idle for tcp_idle_timeout is closed. A client that half-closes
 // (sends FIN) has its last line, with or without a newline, applied.
-func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *reader) {
+func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *Reader) {
 	defer conn.Close()
 	// On a stop the read deadline becomes the drain deadline. The idle
 	// deadline is set before every read, so it checks for a drain deadline
@@ -87,8 +87,8 @@ func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *reader) {
 				nl := bytes.IndexByte(chunk, '\n')
 				chunk, discarding = chunk[nl+1:], false
 			}
-			r.datagram(chunk, from)
-			r.flush()
+			r.Datagram(chunk, from)
+			r.Flush()
 		}
 		switch {
 		case start == end:
@@ -107,8 +107,8 @@ func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *reader) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && start < end && !discarding {
-				r.datagram(buf[start:end], from)
-				r.flush()
+				r.Datagram(buf[start:end], from)
+				r.Flush()
 			}
 			if err != io.EOF && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
 				s.cfg.Logger.Debug("statsd tcp read failed", "from", conn.RemoteAddr().String(), "err", err)

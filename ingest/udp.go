@@ -92,7 +92,7 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 
 // serve reads batches of datagrams with recvmmsg until ctx is done, then
 // drains what the socket already holds.
-func (u *udpSocket) serve(ctx context.Context, r *reader) {
+func (u *udpSocket) serve(ctx context.Context, r *Reader) {
 	pc := ipv4.NewPacketConn(u.conn)
 	msgs := make([]ipv4.Message, udpBatch)
 	for i := range msgs {
@@ -130,7 +130,7 @@ func (u *udpSocket) serve(ctx context.Context, r *reader) {
 	}
 }
 
-func (u *udpSocket) handle(r *reader, msgs []ipv4.Message) {
+func (u *udpSocket) handle(r *Reader, msgs []ipv4.Message) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -140,7 +140,7 @@ func (u *udpSocket) handle(r *reader, msgs []ipv4.Message) {
 		if a, ok := m.Addr.(*net.UDPAddr); ok {
 			from, _ = netip.AddrFromSlice(a.IP)
 		}
-		r.datagram(m.Buffers[0][:m.N], from)
+		r.Datagram(m.Buffers[0][:m.N], from)
 	}
-	r.flush()
+	r.Flush()
 }

@@ -40,7 +40,7 @@ func listenUnixgram(path string, mode os.FileMode, readBuffer int, logger *slog.
 
 // serveUnixgram reads datagrams until ctx is done, then drains the socket
 // and removes its file.
-func serveUnixgram(ctx context.Context, c *net.UnixConn, r *reader, logger *slog.Logger) {
+func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, logger *slog.Logger) {
 	path := c.LocalAddr().String()
 	defer os.Remove(path)
 	defer c.Close()
@@ -57,9 +57,9 @@ func serveUnixgram(ctx context.Context, c *net.UnixConn, r *reader, logger *slog
 				r.lines++
 				r.reject(ReasonTooLong, buf[:n])
 			} else {
-				r.datagram(buf[:n], netip.Addr{})
+				r.Datagram(buf[:n], netip.Addr{})
 			}
-			r.flush()
+			r.Flush()
 		}
 		if err == nil {
 			if draining {
