@@ -14,6 +14,7 @@ type Config struct {
 
 	Statsd  Statsd  `toml:"statsd"`
 	Prosody Prosody `toml:"prosody"`
+	Mapping Mapping `toml:"mapping"`
 	Limits  Limits  `toml:"limits"`
 	HTTP    HTTP    `toml:"http"`
 
@@ -35,9 +36,13 @@ type Statsd struct {
 	TCPMaxConnections int      `toml:"tcp_max_connections"`
 	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
 
-	FlushInterval Duration `toml:"flush_interval"`
-	Gauges        string   `toml:"gauges"`
-	SourceLabel   string   `toml:"source_label"`
+	FlushInterval    Duration  `toml:"flush_interval"`
+	Gauges           string    `toml:"gauges"`
+	Percentiles      []float64 `toml:"percentiles"`
+	HistogramBuckets []float64 `toml:"histogram_buckets"`
+	ExactTimerValues int       `toml:"exact_timer_values"`
+	ExactSetMembers  int       `toml:"exact_set_members"`
+	SourceLabel      string    `toml:"source_label"`
 }
 
 // Gauge sign handling, the values of Statsd.Gauges.
@@ -51,11 +56,19 @@ type Prosody struct {
 	Prefix string `toml:"prefix"`
 }
 
+// Mapping points at a statsd_exporter mapping file.
+type Mapping struct {
+	File string `toml:"file"`
+}
+
 // Limits bound what the model keeps.
 type Limits struct {
-	MaxSeries          int      `toml:"max_series"`
-	MaxSeriesPerFamily int      `toml:"max_series_per_family"`
-	SeriesTTL          Duration `toml:"series_ttl"`
+	MaxSeries           int      `toml:"max_series"`
+	MaxSeriesPerFamily  int      `toml:"max_series_per_family"`
+	MaxLabels           int      `toml:"max_labels"`
+	MaxNameLength       int      `toml:"max_name_length"`
+	MaxLabelValueLength int      `toml:"max_label_value_length"`
+	SeriesTTL           Duration `toml:"series_ttl"`
 }
 
 // HTTP configures the /metrics and /healthz listener.
@@ -117,6 +130,7 @@ type RemoteWrite struct {
 	Headers         map[string]Secret `toml:"headers"`
 	BearerToken     Secret            `toml:"bearer_token"`
 	BearerTokenFile string            `toml:"bearer_token_file"`
+	CreatedSeries   bool              `toml:"created_series"`
 	Push
 }
 
@@ -138,12 +152,19 @@ func Default() Config {
 			TCPIdleTimeout:    Duration(5 * time.Minute),
 			FlushInterval:     Duration(10 * time.Second),
 			Gauges:            GaugesRelativeSigns,
+			Percentiles:       []float64{90},
+			HistogramBuckets:  []float64{},
+			ExactTimerValues:  1000,
+			ExactSetMembers:   10000,
 			SourceLabel:       "",
 		},
 		Prosody: Prosody{Prefix: "prosody"},
 		Limits: Limits{
-			MaxSeries:          1_000_000,
-			MaxSeriesPerFamily: 100_000,
+			MaxSeries:           1_000_000,
+			MaxSeriesPerFamily:  100_000,
+			MaxLabels:           32,
+			MaxNameLength:       256,
+			MaxLabelValueLength: 1024,
 		},
 		HTTP: HTTP{
 			Listen:         "127.0.0.1:9102",
@@ -184,5 +205,5 @@ func DefaultInflux() Influx {
 func DefaultRemoteWrite() RemoteWrite {
 	p := DefaultPush()
 	p.Counters = CountersCumulative
-	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, Push: p}
+	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, CreatedSeries: true, Push: p}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -47,6 +48,13 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v.check("statsd.flush_interval", s.FlushInterval.D()%time.Millisecond == 0,
 		"must be a whole number of milliseconds")
 	v.oneOf("statsd.gauges", s.Gauges, GaugesRelativeSigns, GaugesAbsolute)
+	for _, p := range s.Percentiles {
+		v.check("statsd.percentiles", p != 0 && p >= -100 && p <= 100 && !math.IsNaN(p),
+			"%v is not a percentile threshold in [-100, 100] other than 0", p)
+	}
+	v.increasing("statsd.histogram_buckets", s.HistogramBuckets)
+	v.check("statsd.exact_timer_values", s.ExactTimerValues > 0, "must be more than 0")
+	v.check("statsd.exact_set_members", s.ExactSetMembers > 0, "must be more than 0")
 	if s.SourceLabel != "" {
 		v.check("statsd.source_label", labelNameRE.MatchString(s.SourceLabel),
 			"%q is not a valid label name", s.SourceLabel)
@@ -58,6 +66,9 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v.check("limits.max_series", c.Limits.MaxSeries > 0, "must be more than 0")
 	v.check("limits.max_series_per_family", c.Limits.MaxSeriesPerFamily > 0, "must be more than 0")
 	v.check("limits.series_ttl", c.Limits.SeriesTTL >= 0, "must not be negative")
+	v.check("limits.max_labels", c.Limits.MaxLabels >= 0, "must not be negative (0: no limit)")
+	v.check("limits.max_name_length", c.Limits.MaxNameLength >= 0, "must not be negative (0: no limit)")
+	v.check("limits.max_label_value_length", c.Limits.MaxLabelValueLength >= 0, "must not be negative (0: no limit)")
 
 	if c.HTTP.Listen != "" {
 		v.hostPort("http.listen", "http.listen", c.HTTP.Listen, true)
@@ -159,6 +170,19 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix", s)
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (v *validator) increasing(key string, xs []float64) {
+	for i, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			v.check(key, false, "bucket bounds must be finite numbers")
+			return
+		}
+		if i > 0 && x <= xs[i-1] {
+			v.check(key, false, "bucket bounds must be strictly increasing")
+			return
+		}
+	}
 }
 
 func (v *validator) httpURL(key, raw string) *url.URL {

@@ -4,7 +4,10 @@
 // every live series, one per flush interval, for the sinks to render.
 package model
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Type is an OpenMetrics metric type.
 type Type uint8
@@ -27,14 +30,60 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// ParseType reads a type name.
+func ParseType(s string) (Type, bool) {
+	for i, n := range typeNames {
+		if n == s {
+			return Type(i), true
+		}
+	}
+	return Unknown, false
+}
+
+// Kind is how a series keeps its state. It is finer than the OpenMetrics
+// type: a set is exposed as a gauge, and Prosody's histograms arrive in
+// parts rather than as observations.
+type Kind uint8
+
+// The kinds of series.
+const (
+	KindCounter Kind = iota + 1
+	KindGauge
+	// KindSet counts distinct StatsD set members per interval; it is a gauge.
+	KindSet
+	// KindHistogram puts observations (StatsD ms, h, d) into buckets.
+	KindHistogram
+	// KindSummary keeps observations' quantiles over a sliding window.
+	KindSummary
+	// KindPrebucketed is a histogram whose bucket, count and sum arrive
+	// separately, as Prosody sends them.
+	KindPrebucketed
+	// KindPresummed is a summary whose sum and count arrive as deltas,
+	// as Prosody sends them.
+	KindPresummed
+)
+
+// Observes reports whether series of the kind take raw observations.
+func (k Kind) Observes() bool { return k == KindHistogram || k == KindSummary }
+
 // Family is an OpenMetrics metric family. A Family is immutable once the
 // model has registered it.
 type Family struct {
-	Name       string
-	Type       Type
-	Unit       string
-	Help       string
-	LabelNames []string // in exposition order, where the family fixes them
+	Name string
+	Type Type
+	Unit string
+	Help string
+	// LabelNames are the labels the family fixes, in exposition order.
+	// Series may carry more (from tags or source_label) after them.
+	LabelNames []string
+	// Buckets is a histogram's layout, +Inf last.
+	Buckets []Bucket
+	// Summary shapes a summary's quantiles.
+	Summary SummaryOptions
+}
+
+func (f *Family) sameShape(g *Family) bool {
+	return f.Type == g.Type && slices.EqualFunc(f.Buckets, g.Buckets, func(a, b Bucket) bool { return a.LE == b.LE })
 }
 
 // Label is one label of a series.
@@ -53,6 +102,16 @@ func (ls Labels) Get(name string) string {
 		}
 	}
 	return ""
+}
+
+// Has reports whether the named label is set.
+func (ls Labels) Has(name string) bool {
+	for _, l := range ls {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // identity is the key a series is registered under: its family name and

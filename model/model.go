@@ -3,9 +3,7 @@ package model
 import (
 	"hash/maphash"
 	"log/slog"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,31 +16,71 @@ import (
 type Options struct {
 	MaxSeries          int
 	MaxSeriesPerFamily int
+	// MaxLabels, MaxNameLength and MaxLabelValueLength bound a series'
+	// labels; 0 means no bound.
+	MaxLabels           int
+	MaxNameLength       int
+	MaxLabelValueLength int
 	// SeriesTTL removes series that received nothing for this long; 0 keeps
-	// them for ever.
+	// them for ever. A mapping may set its own.
 	SeriesTTL time.Duration
-	Logger    *slog.Logger
+	// Percentiles are the thresholds of the interval statistics (Etsy's
+	// percentThreshold).
+	Percentiles []float64
+	// ExactTimerValues is how many values of one series and interval are
+	// kept for exact statistics; past it a DDSketch takes over.
+	ExactTimerValues int
+	// ExactSetMembers is how many members of one set and interval are
+	// counted exactly; past it a HyperLogLog sketch takes over.
+	ExactSetMembers int
+	// Observers is what timers, histograms and distributions become when
+	// no mapping says otherwise.
+	Observers ObserverDefaults
+	// Mappers map names before the default mapping, in order.
+	Mappers []Mapper
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// limits is what Series.apply needs of the options.
+type limits struct {
+	exactTimerValues int
+	exactSetMembers  int
 }
 
 // DropReason says why a sample did not reach a series.
 type DropReason uint8
 
-// The reasons the model drops a sample.
+// The reasons the model drops a sample or refuses a series.
 const (
-	DropUnsupportedType    DropReason = iota // a StatsD type this build does not aggregate
-	DropTypeConflict                         // the family exists with another type
+	DropMapping            DropReason = iota // a mapping's action: drop
 	DropMaxSeries                            // limits.max_series reached
 	DropMaxSeriesPerFamily                   // limits.max_series_per_family reached
+	DropTooManyLabels                        // limits.max_labels
+	DropNameTooLong                          // limits.max_name_length
+	DropLabelValueTooLong                    // limits.max_label_value_length
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	"unsupported_type", "type_conflict", "max_series", "max_series_per_family",
+	"mapping_drop", "max_series", "max_series_per_family", "max_labels", "name_too_long", "label_value_too_long",
 }
 
 func (r DropReason) String() string { return dropReasonNames[r] }
+
+// SeriesLimit reports whether the reason is a cap on the number of series
+// (counted as dropped series) rather than a refused sample.
+func (r DropReason) SeriesLimit() bool { return r == DropMaxSeries || r == DropMaxSeriesPerFamily }
+
+// DropReasons lists every reason the model drops a sample.
+func DropReasons() []DropReason {
+	rs := make([]DropReason, numDropReasons)
+	for i := range rs {
+		rs[i] = DropReason(i)
+	}
+	return rs
+}
 
 const cacheShards = 64
 
@@ -51,28 +89,38 @@ const cacheShards = 64
 // cache and the series has a lock of its own. Only a name seen for the first
 // time takes the registry lock.
 type Model struct {
-	opts Options
-	now  func() time.Time
-	seed maphash.Seed
+	opts    Options
+	limits  limits
+	now     func() time.Time
+	seed    maphash.Seed
+	mappers atomic.Pointer[mapperSet]
 
-	cache [cacheShards]cacheShard
+	cache      [cacheShards]cacheShard
+	shardLimit int
 
 	mu       sync.RWMutex
 	families map[string]*familyEntry
 	byID     map[string]*Series
 	nseries  int
 
-	dropped [numDropReasons]atomic.Uint64
-	logged  atomic.Int64 // unix seconds of the last drop logged
+	dropped   [numDropReasons]atomic.Uint64
+	conflicts atomic.Uint64
+	logged    atomic.Int64 // unix seconds of the last drop logged
+}
+
+type mapperSet struct {
+	mappers   []Mapper
+	observers ObserverDefaults
 }
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[string]*Series
+	m  map[string]binding
 }
 
 type familyEntry struct {
 	family *Family
+	kind   Kind
 	series []*Series
 }
 
@@ -81,20 +129,46 @@ func New(opts Options) *Model {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ExactTimerValues <= 0 {
+		opts.ExactTimerValues = 1000
+	}
+	if opts.ExactSetMembers <= 0 {
+		opts.ExactSetMembers = 10000
+	}
+	if opts.Observers.Type == Unknown {
+		opts.Observers = DefaultObservers
+	}
 	m := &Model{
 		opts:     opts,
+		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
 		seed:     maphash.MakeSeed(),
 		families: map[string]*familyEntry{},
 		byID:     map[string]*Series{},
+		// A name cache of four raw names per series holds Prosody's
+		// histograms (a name per bucket) and keeps memory bounded.
+		shardLimit: max(4*opts.MaxSeries/cacheShards, 64),
 	}
 	if m.now == nil {
 		m.now = time.Now
 	}
 	for i := range m.cache {
-		m.cache[i].m = map[string]*Series{}
+		m.cache[i].m = map[string]binding{}
 	}
+	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers})
 	return m
+}
+
+// SetMappers replaces the mappers (a reloaded mapping file) and forgets every
+// cached name, so that names map anew. Series already made keep their state.
+func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
+	m.mappers.Store(&mapperSet{mappers: mappers, observers: observers})
+	for i := range m.cache {
+		sh := &m.cache[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
 }
 
 // Writer applies samples to the model for one reader goroutine. It keeps the
@@ -120,14 +194,19 @@ func (w *Writer) apply(smp *ingest.Sample, now int64) {
 	w.key = appendCacheKey(w.key[:0], smp)
 	shard := &w.m.cache[maphash.Bytes(w.m.seed, w.key)%cacheShards]
 	shard.mu.RLock()
-	s := shard.m[string(w.key)]
+	b, ok := shard.m[string(w.key)]
 	shard.mu.RUnlock()
-	if s != nil && s.apply(smp, now) {
-		return
+	if ok {
+		if b.drop {
+			w.m.dropped[DropMapping].Add(1)
+			return
+		}
+		if b.series.apply(&b, smp, now, &w.m.limits) {
+			return
+		}
 	}
-	s = w.m.bind(shard, w.key, smp, now)
-	if s != nil {
-		s.apply(smp, now)
+	if b, ok = w.m.bind(shard, w.key, smp, now); ok && !b.drop {
+		b.series.apply(&b, smp, now, &w.m.limits)
 	}
 }
 
@@ -147,97 +226,104 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 
 // bind maps a name seen for the first time (or again after it expired) to
 // its series, creating family and series as needed, and caches the result.
-func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) *Series {
-	fam, labels, tags, ok := m.mapSample(smp)
-	if !ok {
-		return nil
+// It reports false when the sample must be dropped.
+func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) (binding, bool) {
+	mapping := m.mapSample(smp)
+	if mapping.Drop {
+		m.drop(DropMapping, string(smp.Name))
+		m.cacheBinding(shard, key, binding{drop: true})
+		return binding{}, false
 	}
-	id := identity(fam.Name, labels)
+	if r, bad := m.checkLimits(&mapping); bad {
+		m.drop(r, mapping.Family.Name)
+		return binding{}, false
+	}
+	id := identity(mapping.Family.Name, mapping.Labels)
 
 	m.mu.Lock()
 	s := m.byID[id]
 	if s == nil {
-		s = m.register(fam, labels, string(smp.Name), tags, id, now)
-	} else if s.family.Type != fam.Type {
+		s = m.register(&mapping, string(smp.Name), tagLabels(smp.Tags), id, now)
+	} else if s.kind != mapping.Kind {
 		s = nil
-		m.drop(DropTypeConflict, fam.Name)
+		m.conflict(mapping.Family.Name)
 	}
 	m.mu.Unlock()
 	if s == nil {
-		return nil
+		return binding{}, false
 	}
+	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
+	m.cacheBinding(shard, key, b)
+	return b, true
+}
+
+func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
 	shard.mu.Lock()
-	shard.m[string(key)] = s
+	if len(shard.m) >= m.shardLimit {
+		for k := range shard.m { // evict one at random
+			delete(shard.m, k)
+			break
+		}
+	}
+	shard.m[string(key)] = b
 	shard.mu.Unlock()
-	return s
 }
 
-// mapSample turns a StatsD line into a family and labels: the name,
-// sanitised, is the family; tags are labels.
-func (m *Model) mapSample(smp *ingest.Sample) (Family, Labels, Labels, bool) {
-	var typ Type
-	switch smp.Type {
-	case ingest.Counter:
-		typ = Counter
-	case ingest.Gauge:
-		typ = Gauge
-	default:
-		m.drop(DropUnsupportedType, string(smp.Name))
-		return Family{}, nil, nil, false
-	}
-	name := SanitizeMetricName(string(smp.Name))
-	if typ == Counter {
-		// The exposition adds _total; a name that has it already would
-		// otherwise be exposed as name_total_total.
-		if trimmed := strings.TrimSuffix(name, "_total"); trimmed != "" {
-			name = trimmed
-		}
-	}
+// mapSample runs the mappers in order, then the default mapping.
+func (m *Model) mapSample(smp *ingest.Sample) Mapping {
+	ms := m.mappers.Load()
+	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
-	return Family{Name: name, Type: typ, Help: "StatsD " + smp.Type.String() + " " + string(smp.Name)}, tags, tags, true
-}
-
-// tagLabels turns a line's tags into labels sorted by name. A later tag
-// overrides an earlier one of the same name; a tag with an empty value is no
-// label at all, as in Prometheus.
-func tagLabels(tags []ingest.Tag) Labels {
-	if len(tags) == 0 {
-		return nil
-	}
-	ls := make(Labels, 0, len(tags))
-	for _, t := range tags {
-		name := SanitizeLabelName(string(t.Key))
-		ls = slices.DeleteFunc(ls, func(l Label) bool { return l.Name == name })
-		if len(t.Value) > 0 {
-			ls = append(ls, Label{Name: name, Value: string(t.Value)})
+	for _, mp := range ms.mappers {
+		if mapping, ok := mp.Map(name, smp.Type, tags); ok {
+			return mapping
 		}
 	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
-	return ls
+	return defaultMapping(name, smp.Type, tags, ms.observers)
 }
 
-// register creates a series (and its family when new). m.mu is held.
-func (m *Model) register(fam Family, labels Labels, key string, tags Labels, id string, now int64) *Series {
-	fe := m.families[fam.Name]
+func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
+	o := &m.opts
 	switch {
-	case fe != nil && fe.family.Type != fam.Type:
-		m.drop(DropTypeConflict, fam.Name)
+	case o.MaxLabels > 0 && len(mp.Labels) > o.MaxLabels:
+		return DropTooManyLabels, true
+	case o.MaxNameLength > 0 && len(mp.Family.Name) > o.MaxNameLength:
+		return DropNameTooLong, true
+	}
+	if o.MaxLabelValueLength > 0 {
+		for _, l := range mp.Labels {
+			if len(l.Value) > o.MaxLabelValueLength {
+				return DropLabelValueTooLong, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// register creates a series (and its family when new). m.mu is held. A name
+// whose family exists with another kind or shape is a conflict: the family
+// stays as it is.
+func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) *Series {
+	fe := m.families[mp.Family.Name]
+	switch {
+	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
+		m.conflict(mp.Family.Name)
 		return nil
 	case m.nseries >= m.opts.MaxSeries:
-		m.drop(DropMaxSeries, fam.Name)
+		m.drop(DropMaxSeries, mp.Family.Name)
 		return nil
 	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
-		m.drop(DropMaxSeriesPerFamily, fam.Name)
+		m.drop(DropMaxSeriesPerFamily, mp.Family.Name)
 		return nil
 	}
 	if fe == nil {
-		f := fam
-		fe = &familyEntry{family: &f}
-		m.families[fam.Name] = fe
+		f := mp.Family
+		fe = &familyEntry{family: &f, kind: mp.Kind}
+		m.families[f.Name] = fe
 	}
 	// lastSeen starts at now so that an expiry running before the first
 	// sample is applied cannot take the series away.
-	s := &Series{family: fe.family, labels: labels, key: key, tags: tags, created: time.Unix(0, now), lastSeen: now}
+	s := newSeries(fe.family, mp.Kind, mp.Labels, key, tags, mp.TTL, now)
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 	m.nseries++
@@ -249,27 +335,30 @@ func (m *Model) register(fam Family, labels Labels, key string, tags Labels, id 
 // without bound exactly when a limit bites.
 func (m *Model) drop(r DropReason, family string) {
 	m.dropped[r].Add(1)
+	m.logRare("dropped a sample", "reason", r.String(), "family", family)
+}
+
+func (m *Model) conflict(family string) {
+	m.conflicts.Add(1)
+	m.logRare("a sample's type conflicts with its family's; dropped", "family", family)
+}
+
+func (m *Model) logRare(msg string, args ...any) {
 	now := m.now().Unix()
 	if last := m.logged.Load(); now > last && m.logged.CompareAndSwap(last, now) {
-		m.opts.Logger.Warn("dropped a sample", "reason", r.String(), "family", family)
+		m.opts.Logger.Warn(msg, args...)
 	}
 }
 
 // Dropped returns how many samples were dropped for a reason.
 func (m *Model) Dropped(r DropReason) uint64 { return m.dropped[r].Load() }
 
-// DropReasons lists every reason the model drops a sample.
-func DropReasons() []DropReason {
-	rs := make([]DropReason, numDropReasons)
-	for i := range rs {
-		rs[i] = DropReason(i)
-	}
-	return rs
-}
+// Conflicts returns how many samples conflicted with their family's type.
+func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }
 
 // Register adds a series whose value is read from elsewhere when the model is
 // flushed or scraped: statsbridge's own metrics. A counter's read must never
-// decrease.
+// decrease. Self-metrics do not count against the series limits.
 func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -277,13 +366,18 @@ func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 	if m.byID[id] != nil {
 		return
 	}
+	kind := KindGauge
+	if fam.Type == Counter {
+		kind = KindCounter
+	}
 	fe := m.families[fam.Name]
 	if fe == nil {
 		f := fam
-		fe = &familyEntry{family: &f}
+		fe = &familyEntry{family: &f, kind: kind}
 		m.families[fam.Name] = fe
 	}
-	s := &Series{family: fe.family, labels: labels, key: fam.Name, created: m.now(), read: read}
+	s := newSeries(fe.family, kind, labels, fam.Name, nil, 0, m.now().UnixNano())
+	s.read = read
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 }
@@ -296,35 +390,42 @@ func (m *Model) Series() int {
 }
 
 // Flush is one flush interval's snapshot: a point for every live series.
+// The points, and what they point to, are valid until the Flush is
+// collected into again.
 type Flush struct {
 	cork.Interval
 	Points []Point
+	arena  snapshotter
 }
 
-// Collect ends the interval: it fills f with a point for every live series
-// and starts the next interval. Series idle for longer than the TTL are
-// removed afterwards.
+// Collect ends the interval: it fills f with a point for every live series,
+// family by family in name order, and starts the next interval. Series idle
+// for longer than their TTL are removed afterwards.
 func (m *Model) Collect(f *Flush) {
 	f.Points = f.Points[:0]
+	f.arena.reset()
+	f.arena.percentiles = m.opts.Percentiles
+	f.arena.now = f.End.UnixNano()
 	m.gather(func(_ *Family, series []*Series) {
 		for _, s := range series {
 			f.Points = append(f.Points, Point{})
-			s.snapshot(&f.Points[len(f.Points)-1], true)
+			f.arena.take(s, &f.Points[len(f.Points)-1], true)
 		}
 	})
-	if m.opts.SeriesTTL > 0 {
-		m.expire(f.End.Add(-m.opts.SeriesTTL).UnixNano())
-	}
+	m.expire(f.End.UnixNano())
 }
 
 // Gather calls fn for every family, in name order, with the current points
 // of its series. It does not end the interval: it is for scrapes.
 func (m *Model) Gather(fn func(f *Family, points []Point)) {
 	var points []Point
+	sn := snapshotter{now: m.now().UnixNano()}
 	m.gather(func(f *Family, series []*Series) {
-		points = slices.Grow(points[:0], len(series))[:len(series)]
-		for i, s := range series {
-			s.snapshot(&points[i], false)
+		points = points[:0]
+		sn.reset()
+		for _, s := range series {
+			points = append(points, Point{})
+			sn.take(s, &points[len(points)-1], false)
 		}
 		fn(f, points)
 	})
@@ -354,17 +455,25 @@ func (m *Model) gather(fn func(f *Family, series []*Series)) {
 	}
 }
 
-// expire removes series that saw no sample since before (unix nanoseconds).
-func (m *Model) expire(before int64) {
+// expire removes series whose TTL passed without a sample. A counter that
+// comes back starts again with a new created time, so Prometheus sees a
+// proper reset.
+func (m *Model) expire(now int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	removed := 0
 	for name, fe := range m.families {
 		kept := fe.series[:0]
 		for _, s := range fe.series {
-			if s.idleSince(before) {
+			ttl := s.ttl
+			if ttl == 0 {
+				ttl = m.opts.SeriesTTL
+			}
+			if ttl > 0 && s.idleSince(now-int64(ttl)) {
 				s.removed.Store(true)
 				delete(m.byID, identity(name, s.labels))
 				m.nseries--
+				removed++
 				continue
 			}
 			kept = append(kept, s)
@@ -375,11 +484,14 @@ func (m *Model) expire(before int64) {
 			delete(m.families, name)
 		}
 	}
+	if removed == 0 {
+		return
+	}
 	for i := range m.cache {
 		sh := &m.cache[i]
 		sh.mu.Lock()
-		for k, s := range sh.m {
-			if s.removed.Load() {
+		for k, b := range sh.m {
+			if b.series != nil && b.series.removed.Load() {
 				delete(sh.m, k)
 			}
 		}

@@ -24,10 +24,13 @@ func feed(t testing.TB, m *Model, lines ...string) {
 }
 
 // collect ends an interval and returns its points by series identity.
-func collect(m *Model) map[string]Point {
-	var f Flush
-	f.End = time.Now()
-	m.Collect(&f)
+func collect(m *Model) map[string]Point { return collectAt(m, time.Now()) }
+
+// collectAt ends an interval at end.
+func collectAt(m *Model, end time.Time) map[string]Point {
+	f := &Flush{}
+	f.End = end
+	m.Collect(f)
 	out := map[string]Point{}
 	for _, p := range f.Points {
 		out[identity(p.Series.Family().Name, p.Series.Labels())] = p
@@ -98,7 +101,7 @@ func TestTypeConflictIsDroppedAndCounted(t *testing.T) {
 	if len(pts) != 1 || pts["x"].Value != 3 || pts["x"].Series.Family().Type != Counter {
 		t.Errorf("the family was changed by a conflicting sample: %v", pts)
 	}
-	if n := m.Dropped(DropTypeConflict); n != 1 {
+	if n := m.Conflicts(); n != 1 {
 		t.Errorf("conflicts counted %d, want 1", n)
 	}
 }
@@ -124,16 +127,14 @@ func TestTTLRemovesIdleSeriesAndRecreatesThem(t *testing.T) {
 	first := collect(m)["old"].Series.Created()
 	now = now.Add(2 * time.Minute)
 	feed(t, m, "kept:1|c")
-	var f Flush
-	f.End = now
-	m.Collect(&f)
-	pts := collect(m)
+	collectAt(m, now)
+	pts := collectAt(m, now)
 	if _, ok := pts["old"]; ok || m.Series() != 1 {
 		t.Fatalf("idle series not removed: %v", pts)
 	}
 	now = now.Add(time.Second)
 	feed(t, m, "old:5|c")
-	p := collect(m)["old"]
+	p := collectAt(m, now)["old"]
 	if p.Value != 5 || !p.Series.Created().After(first) {
 		t.Errorf("a counter that comes back starts again: %+v created %v (first %v)", p, p.Series.Created(), first)
 	}

@@ -14,10 +14,12 @@ import (
 // reading values each see it whole.
 type Series struct {
 	family  *Family
+	kind    Kind
 	labels  Labels
 	key     string // the StatsD name it came from, for Graphite
 	tags    Labels // the labels that came from tags on the line, for Graphite
 	created time.Time
+	ttl     time.Duration // 0: the model's series_ttl
 
 	// read is set for series whose value is kept elsewhere (self-metrics).
 	read func() float64
@@ -30,11 +32,18 @@ type Series struct {
 	lastSeen int64 // unix nanoseconds of the last sample
 	touched  bool  // a sample arrived since the last flush
 	value    float64
-	delta    float64 // counter: the change since the last flush
+	delta    float64      // counter: the change since the last flush
+	hist     *histogram   // histograms, Prosody's histograms and summaries
+	timer    *timerValues // observers: the interval's values, for TimerStats
+	summary  *summary
+	set      *set
 }
 
 // Family returns the series' family.
 func (s *Series) Family() *Family { return s.family }
+
+// Kind returns how the series keeps its state.
+func (s *Series) Kind() Kind { return s.kind }
 
 // Labels returns the series' labels. They must not be modified.
 func (s *Series) Labels() Labels { return s.labels }
@@ -48,30 +57,96 @@ func (s *Series) Tags() Labels { return s.tags }
 // Created returns when the series was first seen.
 func (s *Series) Created() time.Time { return s.created }
 
+func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl time.Duration, now int64) *Series {
+	s := &Series{family: f, kind: k, labels: labels, key: key, tags: tags, ttl: ttl,
+		created: time.Unix(0, now), lastSeen: now}
+	switch k {
+	case KindHistogram, KindPrebucketed:
+		s.hist = newHistogram(len(f.Buckets))
+	case KindPresummed:
+		s.hist = newHistogram(0)
+	case KindSummary:
+		s.summary = newSummary(f.Summary, now)
+	case KindSet:
+		s.set = &set{}
+	}
+	if k.Observes() {
+		s.timer = &timerValues{}
+	}
+	return s
+}
+
+// binding is what the model's name cache holds for a raw StatsD key: the
+// series and how the line's values apply to it.
+type binding struct {
+	series *Series
+	part   Part
+	scale  float64
+	// toSeconds divides a timer's values by 1000 for the histogram; the
+	// interval statistics keep the client's milliseconds.
+	toSeconds bool
+	drop      bool
+}
+
 // apply applies one sample. It reports false when the series has expired, so
 // the caller must bind the name again.
-func (s *Series) apply(smp *ingest.Sample, now int64) bool {
+func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() {
 		return false
 	}
-	v := smp.Values[0]
-	switch s.family.Type {
-	case Counter:
-		v /= smp.Rate
+	switch s.kind {
+	case KindCounter:
+		v := scaled(smp.Values[0], b.scale) / smp.Rate
 		s.value += v
 		s.delta += v
-	case Gauge:
+	case KindGauge:
+		v := scaled(smp.Values[0], b.scale)
 		if smp.Relative {
 			s.value += v
 		} else {
 			s.value = v
 		}
+	case KindSet:
+		s.set.add(smp.Member, lim.exactSetMembers)
+	case KindHistogram, KindSummary:
+		w := 1 / smp.Rate
+		for _, raw := range smp.Values {
+			v := scaled(raw, b.scale)
+			if b.toSeconds {
+				v /= 1000
+			}
+			if s.hist != nil {
+				s.hist.observe(s.family.Buckets, v, w)
+			} else {
+				s.summary.observe(v, w, now)
+			}
+			s.timer.add(raw, w, lim.exactTimerValues)
+		}
+	case KindPrebucketed, KindPresummed:
+		s.applyPart(b.part, smp)
 	}
 	s.touched = true
 	s.lastSeen = now
 	return true
+}
+
+// applyPart applies one of Prosody's histogram or summary lines. Bucket and
+// count lines are counter deltas; a histogram's sum is a gauge holding the
+// running total, a summary's sum a counter delta.
+func (s *Series) applyPart(p Part, smp *ingest.Sample) {
+	v := smp.Values[0] / smp.Rate
+	switch {
+	case p == PartCount:
+		s.hist.addCount(v)
+	case p == PartSum && s.kind == KindPrebucketed:
+		s.hist.setRunningSum(smp.Values[0])
+	case p == PartSum:
+		s.hist.addSum(v)
+	case p >= 0 && int(p) < len(s.hist.buckets):
+		s.hist.addBucket(int(p), v)
+	}
 }
 
 // Point is a series' state at one moment: the end of a flush interval, or a
@@ -80,31 +155,81 @@ type Point struct {
 	Series *Series
 	// Touched says a sample arrived during the interval.
 	Touched bool
-	// Value is a counter's total since Created, or a gauge's value.
+	// Value is a counter's total since Created, a gauge's value, or a set's
+	// distinct members in the last completed interval.
 	Value float64
 	// Delta is a counter's change during the interval.
 	Delta float64
+	// Histogram is set for histograms (KindHistogram, KindPrebucketed).
+	Histogram *HistogramPoint
+	// Summary is set for summaries (KindSummary, KindPresummed; the
+	// latter have no quantiles).
+	Summary *SummaryPoint
+	// Stats is set, at the end of an interval, for series that take
+	// observations: the interval's StatsD statistics.
+	Stats *TimerStats
 }
 
-// snapshot fills p. With endInterval, the interval's state starts over, so a
+// snapshotter turns series into points, keeping what the points point to in
+// arenas that live as long as the points.
+type snapshotter struct {
+	floats      []float64
+	histograms  []HistogramPoint
+	summaries   []SummaryPoint
+	stats       []TimerStats
+	percentiles []float64
+	now         int64
+}
+
+func (sn *snapshotter) reset() {
+	sn.floats, sn.histograms, sn.summaries, sn.stats = sn.floats[:0], sn.histograms[:0], sn.summaries[:0], sn.stats[:0]
+}
+
+// take fills p. With endInterval, the interval's state starts over, so a
 // concurrent update lands either in this snapshot or in the next, never in
 // both or neither.
-func (s *Series) snapshot(p *Point, endInterval bool) {
+func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.read != nil {
 		v := s.read()
-		if s.family.Type == Counter {
+		if s.kind == KindCounter {
 			s.delta += v - s.value
 		}
 		s.touched = s.touched || v != s.value
 		s.value = v
 	}
 	*p = Point{Series: s, Touched: s.touched, Value: s.value, Delta: s.delta}
+	switch s.kind {
+	case KindSet:
+		if endInterval {
+			p.Value = s.set.endInterval()
+		} else {
+			p.Value = s.set.last
+		}
+	case KindHistogram, KindPrebucketed:
+		sn.histograms = append(sn.histograms, HistogramPoint{})
+		p.Histogram = &sn.histograms[len(sn.histograms)-1]
+		s.hist.snapshot(p.Histogram, &sn.floats, endInterval)
+	case KindPresummed:
+		var h HistogramPoint
+		s.hist.snapshot(&h, &sn.floats, endInterval)
+		sn.summaries = append(sn.summaries, SummaryPoint{Count: h.Count, Sum: h.Sum, DeltaCount: h.DeltaCount, DeltaSum: h.DeltaSum})
+		p.Summary = &sn.summaries[len(sn.summaries)-1]
+	case KindSummary:
+		sn.summaries = append(sn.summaries, SummaryPoint{})
+		p.Summary = &sn.summaries[len(sn.summaries)-1]
+		s.summary.snapshot(p.Summary, s.family.Summary.Quantiles, &sn.floats, sn.now)
+	}
 	if endInterval {
+		if s.timer != nil {
+			sn.stats = append(sn.stats, TimerStats{})
+			p.Stats = &sn.stats[len(sn.stats)-1]
+			s.timer.stats(p.Stats, sn.percentiles)
+		}
 		s.touched = false
 		s.delta = 0
 	}
-	s.mu.Unlock()
 }
 
 // idleSince reports whether no sample arrived after t (unix nanoseconds).

@@ -14,10 +14,10 @@ import (
 )
 
 // Model returns a model holding the given StatsD lines (Etsy dialect,
-// Prosody's prefix "prosody").
+// Prosody's prefix "prosody", the 90th percentile for timer statistics).
 func Model(t testing.TB, lines ...string) *model.Model {
 	t.Helper()
-	m := model.New(model.Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20})
+	m := model.New(model.Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, Percentiles: []float64{90}})
 	Feed(t, m, lines...)
 	return m
 }

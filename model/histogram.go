@@ -1,0 +1,136 @@
+package model
+
+import (
+	"math"
+	"strconv"
+)
+
+// Bucket is one histogram bucket: its upper bound and the way the bound is
+// spelled in the le label. Prosody spells bounds as Lua's %.14g does
+// (le="1", le="0.001"); in Prometheus 2.x le="1" and le="1.0" are two
+// different series, so the spelling is kept, not recomputed.
+type Bucket struct {
+	Bound float64
+	LE    string
+}
+
+// DefaultBuckets is the layout of a StatsD timer, histogram or distribution
+// when nothing else is configured: Prometheus' client default, in seconds.
+var DefaultBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// BucketsFor makes a bucket layout from upper bounds, adding +Inf.
+func BucketsFor(bounds []float64) []Bucket {
+	bs := make([]Bucket, 0, len(bounds)+1)
+	for _, b := range bounds {
+		if !math.IsInf(b, 1) {
+			bs = append(bs, Bucket{Bound: b, LE: FormatLE(b)})
+		}
+	}
+	return append(bs, Bucket{Bound: math.Inf(1), LE: "+Inf"})
+}
+
+// FormatLE spells a bucket bound the shortest way that reads back exactly.
+func FormatLE(b float64) string {
+	if math.IsInf(b, 1) {
+		return "+Inf"
+	}
+	return strconv.FormatFloat(b, 'g', -1, 64)
+}
+
+// histogram is the state of a histogram series. Bucket counts are kept
+// cumulative (each counts the observations at or below its bound), as they
+// are exposed and as Prosody sends them.
+type histogram struct {
+	buckets []float64 // one per family bucket, +Inf last
+	count   float64
+	sum     float64
+
+	// the interval's changes
+	dBuckets []float64
+	dCount   float64
+	dSum     float64
+
+	// lastSum is the last running total Prosody sent as .sum; sumSeen
+	// says one arrived.
+	lastSum float64
+	sumSeen bool
+}
+
+func newHistogram(n int) *histogram {
+	counts := make([]float64, 2*n)
+	return &histogram{buckets: counts[:n:n], dBuckets: counts[n:]}
+}
+
+// observe records one value with a weight (1/sample rate).
+func (h *histogram) observe(bounds []Bucket, v, w float64) {
+	for i := len(bounds) - 1; i >= 0 && v <= bounds[i].Bound; i-- {
+		h.buckets[i] += w
+		h.dBuckets[i] += w
+	}
+	h.count += w
+	h.dCount += w
+	h.sum += v * w
+	h.dSum += v * w
+}
+
+// addBucket adds a Prosody bucket delta: Prosody's buckets are already
+// cumulative, so it is added to that bucket alone.
+func (h *histogram) addBucket(i int, d float64) {
+	h.buckets[i] += d
+	h.dBuckets[i] += d
+}
+
+func (h *histogram) addCount(d float64) {
+	h.count += d
+	h.dCount += d
+}
+
+// setRunningSum takes Prosody's .sum, the running total since Prosody
+// started. The series' sum is that total, as Prosody's own exposition shows
+// it; the interval's sum is its change. A total that falls means Prosody
+// restarted, and counts from zero. The first total statsbridge sees is the
+// baseline: what came before it belongs to no interval statsbridge saw.
+func (h *histogram) setRunningSum(total float64) {
+	switch {
+	case !h.sumSeen:
+	case total >= h.lastSum:
+		h.dSum += total - h.lastSum
+	default:
+		h.dSum += total
+	}
+	h.sum, h.lastSum, h.sumSeen = total, total, true
+}
+
+// addSum adds a Prosody summary's .sum delta.
+func (h *histogram) addSum(d float64) {
+	h.sum += d
+	h.dSum += d
+}
+
+// HistogramPoint is a histogram series at the end of an interval or at a
+// scrape.
+type HistogramPoint struct {
+	// Buckets are cumulative counts, one per family bucket (+Inf last).
+	Buckets []float64
+	Count   float64
+	Sum     float64
+	// DeltaBuckets, DeltaCount and DeltaSum are the interval's changes.
+	DeltaBuckets []float64
+	DeltaCount   float64
+	DeltaSum     float64
+}
+
+// snapshot copies the state into p, with slices from arena.
+func (h *histogram) snapshot(p *HistogramPoint, arena *[]float64, endInterval bool) {
+	n := len(h.buckets)
+	start := len(*arena)
+	*arena = append(*arena, h.buckets...)
+	*arena = append(*arena, h.dBuckets...)
+	all := (*arena)[start:]
+	*p = HistogramPoint{Buckets: all[:n:n], Count: h.count, Sum: h.sum,
+		DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	if endInterval {
+		clear(h.dBuckets)
+		h.dCount, h.dSum = 0, 0
+	}
+}

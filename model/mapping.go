@@ -1,0 +1,296 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/statsd_exporter/pkg/mapper"
+
+	"github.com/statsbridge/statsbridge/ingest"
+)
+
+// Part says which part of a series a StatsD line updates. Most lines update
+// the whole series (PartValue); Prosody sends a histogram's buckets, count
+// and sum as separate lines.
+type Part int16
+
+// The parts of a series.
+const (
+	PartValue Part = -1
+	PartCount Part = -2
+	PartSum   Part = -3
+)
+
+// PartBucket is the part for the bucket at index i of the family's layout.
+func PartBucket(i int) Part { return Part(i) }
+
+// Mapping is what a StatsD line maps to.
+type Mapping struct {
+	Family Family
+	Kind   Kind
+	// Labels are the series' labels: the family's fixed labels in order,
+	// then any others.
+	Labels Labels
+	Part   Part
+	// Scale multiplies every value (statsd_exporter's scale); 0 means 1.
+	Scale float64
+	// TTL removes the series after this long without samples; 0 means the
+	// model's default.
+	TTL time.Duration
+	// Drop throws the line away (statsd_exporter's action: drop).
+	Drop bool
+}
+
+// Mapper maps the StatsD names it knows. A Mapper is used by every reader
+// goroutine at once.
+type Mapper interface {
+	// Map maps a line's name, type and tags (as labels, sorted by name).
+	// It reports false for a name it does not know, to let the next
+	// mapper try.
+	Map(name string, typ ingest.Type, tags Labels) (Mapping, bool)
+}
+
+// ObserverDefaults say what a StatsD timer, histogram or distribution
+// becomes when no mapping says more.
+type ObserverDefaults struct {
+	Type    Type // Histogram or Summary
+	Buckets []float64
+	Summary SummaryOptions
+	TTL     time.Duration
+	// SecondsSuffix names a timer's family name_seconds: timers are
+	// converted to seconds, and OpenMetrics wants a family with a unit to
+	// end with it. statsd_exporter does not, so names under a mapping file
+	// are left as they are.
+	SecondsSuffix bool
+}
+
+// DefaultObservers is the choice without a mapping file: histograms with
+// the default buckets (DESIGN: timers are histograms).
+var DefaultObservers = ObserverDefaults{Type: Histogram, Buckets: DefaultBuckets, Summary: DefaultSummaryOptions, SecondsSuffix: true}
+
+// defaultMapping maps a name no mapper knew: the name, sanitised, is the
+// family; tags are its labels.
+func defaultMapping(name string, typ ingest.Type, tags Labels, obs ObserverDefaults) Mapping {
+	m := Mapping{Labels: tags, Part: PartValue, TTL: obs.TTL}
+	family := SanitizeMetricName(name)
+	switch typ {
+	case ingest.Counter:
+		m.Kind, m.Family = KindCounter, Family{Name: counterFamilyName(family), Type: Counter}
+	case ingest.Gauge:
+		m.Kind, m.Family = KindGauge, Family{Name: family, Type: Gauge}
+	case ingest.Set:
+		m.Kind, m.Family = KindSet, Family{Name: family, Type: Gauge}
+	default:
+		m.Family = observerFamily(family, typ, obs)
+		m.Kind = KindHistogram
+		if m.Family.Type == Summary {
+			m.Kind = KindSummary
+		}
+	}
+	m.Family.Help = fmt.Sprintf("StatsD %s %s", typeWords[typ], name)
+	return m
+}
+
+var typeWords = map[ingest.Type]string{
+	ingest.Counter: "counter", ingest.Gauge: "gauge", ingest.Set: "set", ingest.Timer: "timer",
+	ingest.Histogram: "histogram", ingest.Distribution: "distribution",
+}
+
+// counterFamilyName strips a "_total" the exposition will add again.
+func counterFamilyName(name string) string {
+	if trimmed := strings.TrimSuffix(name, "_total"); trimmed != "" {
+		return trimmed
+	}
+	return name
+}
+
+// observerFamily is the family of a timer, histogram or distribution.
+// Timers are converted from milliseconds to seconds; a family whose name
+// ends in _seconds has the unit seconds.
+func observerFamily(name string, typ ingest.Type, obs ObserverDefaults) Family {
+	f := Family{Name: name, Type: obs.Type}
+	if typ == ingest.Timer {
+		if obs.SecondsSuffix && !strings.HasSuffix(f.Name, "_seconds") {
+			f.Name += "_seconds"
+		}
+		if strings.HasSuffix(f.Name, "_seconds") {
+			f.Unit = "seconds"
+		}
+	}
+	if f.Type == Histogram {
+		f.Buckets = BucketsFor(obs.Buckets)
+	} else {
+		f.Summary = obs.Summary
+	}
+	return f
+}
+
+// tagLabels turns a line's tags into labels sorted by name. A later tag
+// overrides an earlier one of the same name; a tag with an empty value is no
+// label at all, as in Prometheus.
+func tagLabels(tags []ingest.Tag) Labels {
+	if len(tags) == 0 {
+		return nil
+	}
+	ls := make(Labels, 0, len(tags))
+	for _, t := range tags {
+		name := SanitizeLabelName(string(t.Key))
+		for i, l := range ls {
+			if l.Name == name {
+				ls = append(ls[:i], ls[i+1:]...)
+				break
+			}
+		}
+		if len(t.Value) > 0 {
+			ls = append(ls, Label{Name: name, Value: string(t.Value)})
+		}
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	return ls
+}
+
+// FileMapper maps names with a statsd_exporter mapping file, as
+// statsd_exporter does: glob and regex matches with $n captures, name,
+// labels, help, action: drop, match_metric_type, observer_type with
+// histogram_options and summary_options, scale, ttl, and the defaults
+// section (whose observer_type also decides for names no mapping matches).
+type FileMapper struct {
+	m   *mapper.MetricMapper
+	obs ObserverDefaults
+}
+
+// LoadMappingFile reads and checks a statsd_exporter mapping file.
+func LoadMappingFile(path string) (*FileMapper, error) {
+	m := &mapper.MetricMapper{}
+	if err := m.InitFromFile(path); err != nil {
+		return nil, fmt.Errorf("mapping file %s: %w", path, err)
+	}
+	return newFileMapper(m), nil
+}
+
+// ParseMapping reads a statsd_exporter mapping from YAML text.
+func ParseMapping(yaml string) (*FileMapper, error) {
+	m := &mapper.MetricMapper{}
+	if err := m.InitFromYAMLString(yaml); err != nil {
+		return nil, err
+	}
+	return newFileMapper(m), nil
+}
+
+func newFileMapper(m *mapper.MetricMapper) *FileMapper {
+	d := m.Defaults
+	return &FileMapper{m: m, obs: ObserverDefaults{
+		Type:    observerType(d.ObserverType),
+		Buckets: d.HistogramOptions.Buckets,
+		Summary: summaryOptions(&d.SummaryOptions, DefaultSummaryOptions),
+		TTL:     d.Ttl,
+	}}
+}
+
+// Observers are the file's defaults for names no mapping matches.
+func (f *FileMapper) Observers() ObserverDefaults { return f.obs }
+
+// statsd_exporter's observer default is a summary.
+func observerType(t mapper.ObserverType) Type {
+	if t == mapper.ObserverTypeHistogram {
+		return Histogram
+	}
+	return Summary
+}
+
+func summaryOptions(o *mapper.SummaryOptions, fallback SummaryOptions) SummaryOptions {
+	s := fallback
+	if o == nil {
+		return s
+	}
+	if len(o.Quantiles) > 0 {
+		s.Quantiles = make([]float64, len(o.Quantiles))
+		for i, q := range o.Quantiles {
+			s.Quantiles[i] = q.Quantile
+		}
+	}
+	if o.MaxAge > 0 {
+		s.MaxAge = o.MaxAge
+	}
+	if o.AgeBuckets > 0 {
+		s.AgeBuckets = int(o.AgeBuckets)
+	}
+	return s
+}
+
+var metricTypes = map[ingest.Type]mapper.MetricType{
+	ingest.Counter: mapper.MetricTypeCounter, ingest.Gauge: mapper.MetricTypeGauge,
+	ingest.Timer: mapper.MetricTypeObserver, ingest.Histogram: mapper.MetricTypeObserver,
+	ingest.Distribution: mapper.MetricTypeObserver,
+	// statsd_exporter does not take sets; a mapping can still match one
+	// as a gauge, which it becomes.
+	ingest.Set: mapper.MetricTypeGauge,
+}
+
+// Map implements Mapper. A name no mapping matches goes on to the default
+// mapping, with the file's defaults for observers.
+func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bool) {
+	mm, labels, ok := f.m.GetMapping(name, metricTypes[typ])
+	if !ok {
+		return Mapping{}, false
+	}
+	if mm.Action == mapper.ActionTypeDrop {
+		return Mapping{Drop: true}, true
+	}
+	if mm.Name == "" {
+		return Mapping{Drop: true}, true
+	}
+	obs := f.obs
+	if mm.ObserverType != "" {
+		obs.Type = observerType(mm.ObserverType)
+	}
+	if mm.HistogramOptions != nil && len(mm.HistogramOptions.Buckets) > 0 {
+		obs.Buckets = mm.HistogramOptions.Buckets
+	}
+	obs.Summary = summaryOptions(mm.SummaryOptions, f.obs.Summary)
+	m := defaultMapping(mapper.EscapeMetricName(mm.Name), typ, nil, obs)
+	if mm.HelpText != "" {
+		m.Family.Help = mm.HelpText
+	} else {
+		m.Family.Help = "Metric autogenerated by statsbridge from " + name
+	}
+	m.Labels = mergeLabels(labels, tags, mm.HonorLabels)
+	if mm.Scale.Set {
+		m.Scale = mm.Scale.Val
+	}
+	m.TTL = mm.Ttl
+	return m, true
+}
+
+// mergeLabels joins a mapping's labels with the line's tags: the mapping
+// wins, unless honor_labels lets the tags win.
+func mergeLabels(mapped map[string]string, tags Labels, honorTags bool) Labels {
+	ls := make(Labels, 0, len(mapped)+len(tags))
+	for k, v := range mapped {
+		if honorTags && tags.Has(k) {
+			continue
+		}
+		if v != "" {
+			ls = append(ls, Label{Name: k, Value: v})
+		}
+	}
+	for _, t := range tags {
+		if _, ok := mapped[t.Name]; ok && !honorTags {
+			continue
+		}
+		ls = append(ls, t)
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	return ls
+}
+
+// scaled applies a mapping's scale.
+func scaled(v, scale float64) float64 {
+	if scale == 0 || math.IsNaN(scale) {
+		return v
+	}
+	return v * scale
+}
