@@ -3,21 +3,13 @@
 package graphite
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"math"
-	"net"
 	"sort"
 	"strconv"
-	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/model"
-	"golang.org/x/sys/unix"
 )
 
 // Layout is how a series becomes a carbon path.
@@ -27,11 +19,14 @@ type Layout uint8
 const (
 	// Etsy is what Etsy statsd's Graphite backend writes with its defaults:
 	// counters as stats.<key> (per second) and stats_counts.<key>, gauges as
-	// stats.gauges.<key>.
+	// stats.gauges.<key>, sets as stats.sets.<key>.count, timers as
+	// stats.timers.<key>.<statistic>.
 	Etsy Layout = iota
-	// Paths is the StatsD key as a dot-path, unchanged but for sanitising.
+	// Paths is the StatsD key as a dot-path, unchanged but for sanitising;
+	// timers' statistics are <key>.<statistic>.
 	Paths
-	// Tags is Graphite 1.1 tagged series: family;label=value.
+	// Tags is Graphite 1.1 tagged series named after the OpenMetrics
+	// family: family;label=value.
 	Tags
 )
 
@@ -61,7 +56,8 @@ type Encoder struct {
 // NewEncoder returns an encoder.
 func NewEncoder(opts Options) *Encoder { return &Encoder{opts: opts} }
 
-// Encode implements sinks.Encoder. Every line of a point is one record.
+// Encode implements sinks.Encoder. All the lines of one point are one
+// record, so a batch never splits them.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 	// Per-interval values carry the interval's start, cumulative ones the
 	// flush time; see cork.Clock for why these never collide.
@@ -76,37 +72,164 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 			continue
 		}
 		buf.Append(func(b []byte) []byte {
-			w := lineWriter{enc: e, b: b, ts: ts, series: p.Series}
-			e.writePoint(&w, p, seconds)
+			w := lineWriter{enc: e, b: b, ts: ts, series: p.Series, seconds: seconds}
+			if e.opts.Layout == Tags {
+				w.tagged(p)
+			} else {
+				w.statsd(p)
+			}
 			return w.b
 		})
 	}
 }
 
-func (e *Encoder) writePoint(w *lineWriter, p *model.Point, seconds float64) {
-	s := p.Series
-	counter := s.Family().Type == model.Counter
-	count := p.Value
-	if counter && !e.opts.Cumulative {
-		count = p.Delta
-	}
-	switch e.opts.Layout {
-	case Paths:
-		w.line("", s.Key(), "", count)
-	case Tags:
-		w.line("", s.Family().Name, "", count)
-	case Etsy:
-		switch {
-		case !counter:
-			w.line("stats.gauges.", s.Key(), "", p.Value)
-		case e.opts.LegacyNamespace:
-			w.line("stats.", s.Key(), "", perSecond(p.Delta, seconds))
-			w.line("stats_counts.", s.Key(), "", count)
-		default:
-			w.line("stats.counters.", s.Key(), ".rate", perSecond(p.Delta, seconds))
-			w.line("stats.counters.", s.Key(), ".count", count)
+// lineWriter appends the carbon lines of one point.
+type lineWriter struct {
+	enc     *Encoder
+	b       []byte
+	ts      int64
+	series  *model.Series
+	seconds float64 // the interval's length, for per-second rates
+}
+
+// statsd writes a point under its StatsD key, for the etsy and paths
+// layouts: timers as Etsy's statistics, and Prosody's histograms and
+// summaries under the names Prosody sent (key.bucket.<le>, key.count,
+// key.sum).
+func (w *lineWriter) statsd(p *model.Point) {
+	key := w.series.Key()
+	switch w.series.Kind() {
+	case model.KindCounter:
+		w.count(key, "", p.Delta, p.Value)
+	case model.KindGauge:
+		w.at("stats.gauges.", "", key, "", p.Value)
+	case model.KindSet:
+		w.at("stats.sets.", "", key, ".count", p.Value)
+	case model.KindHistogram, model.KindSummary:
+		w.timer(key, p.Stats)
+	case model.KindPrebucketed:
+		h := p.Histogram
+		var le []byte
+		for i, bucket := range w.series.Family().Buckets {
+			le = append(append(le[:0], ".bucket."...), bucket.LE...)
+			for j := len(".bucket."); j < len(le); j++ {
+				if le[j] == '.' {
+					le[j] = '_' // as Prosody writes it
+				}
+			}
+			w.count(key, string(le), h.DeltaBuckets[i], h.Buckets[i])
 		}
+		w.count(key, ".count", h.DeltaCount, h.Count)
+		w.count(key, ".sum", h.DeltaSum, h.Sum)
+	case model.KindPresummed:
+		w.count(key, ".count", p.Summary.DeltaCount, p.Summary.Count)
+		w.count(key, ".sum", p.Summary.DeltaSum, p.Summary.Sum)
 	}
+}
+
+// count writes a counter: in the etsy layout as a per-second rate and a
+// count, otherwise as the delta (or the total, cumulative).
+func (w *lineWriter) count(key, tail string, delta, total float64) {
+	v := delta
+	if w.enc.opts.Cumulative {
+		v = total
+	}
+	switch {
+	case w.enc.opts.Layout != Etsy:
+		w.line("", key, tail, v)
+	case w.enc.opts.LegacyNamespace:
+		w.line("stats.", key, tail, perSecond(delta, w.seconds))
+		w.line("stats_counts.", key, tail, v)
+	default:
+		w.line("stats.counters.", key, tail+".rate", perSecond(delta, w.seconds))
+		w.line("stats.counters.", key, tail+".count", v)
+	}
+}
+
+// at writes a value under an Etsy namespace (stats.gauges., stats.sets.),
+// or, in the paths layout, under the key alone.
+func (w *lineWriter) at(etsyHead, pathsTail, key, etsyTail string, v float64) {
+	if w.enc.opts.Layout == Etsy {
+		w.line(etsyHead, key, etsyTail, v)
+	} else {
+		w.line("", key, pathsTail, v)
+	}
+}
+
+// timer writes Etsy's timer statistics, in the unit the client sent. A
+// timer that got nothing in the interval writes count and count_ps 0, as
+// Etsy does.
+func (w *lineWriter) timer(key string, st *model.TimerStats) {
+	head := ""
+	if w.enc.opts.Layout == Etsy {
+		head = "stats.timers."
+	}
+	if st == nil {
+		st = &model.TimerStats{}
+	}
+	stat := func(name string, v float64) { w.line(head, key, "."+name, v) }
+	stat("count", st.Count)
+	stat("count_ps", perSecond(st.Count, w.seconds))
+	if st.N == 0 {
+		return
+	}
+	stat("lower", st.Lower)
+	stat("upper", st.Upper)
+	stat("mean", st.Mean)
+	stat("median", st.Median)
+	stat("std", st.Std)
+	stat("sum", st.Sum)
+	stat("sum_squares", st.SumSquares)
+	for _, ps := range st.Percentiles {
+		bound := "upper_"
+		if ps.Top {
+			bound = "lower_"
+		}
+		stat("count_"+ps.Name, ps.Count)
+		stat("mean_"+ps.Name, ps.Mean)
+		stat(bound+ps.Name, ps.Bound)
+		stat("sum_"+ps.Name, ps.Sum)
+		stat("sum_squares_"+ps.Name, ps.SumSquares)
+	}
+}
+
+// tagged writes a point as Graphite 1.1 tagged series named after its
+// OpenMetrics family: histograms as name_bucket;le=..., name_sum and
+// name_count; summaries as name;quantile=..., name_sum and name_count.
+func (w *lineWriter) tagged(p *model.Point) {
+	f := w.series.Family()
+	cumulative := w.enc.opts.Cumulative
+	pick := func(delta, total float64) float64 {
+		if cumulative {
+			return total
+		}
+		return delta
+	}
+	switch {
+	case p.Histogram != nil:
+		h := p.Histogram
+		for i, bucket := range f.Buckets {
+			w.taggedLine(f.Name+"_bucket", pick(h.DeltaBuckets[i], h.Buckets[i]), model.Label{Name: "le", Value: bucket.LE})
+		}
+		w.taggedLine(f.Name+"_sum", pick(h.DeltaSum, h.Sum))
+		w.taggedLine(f.Name+"_count", pick(h.DeltaCount, h.Count))
+	case p.Summary != nil:
+		for i, q := range f.Summary.Quantiles {
+			if i < len(p.Summary.Quantiles) {
+				w.taggedLine(f.Name, p.Summary.Quantiles[i], model.Label{Name: "quantile", Value: model.FormatLE(q)})
+			}
+		}
+		w.taggedLine(f.Name+"_sum", pick(p.Summary.DeltaSum, p.Summary.Sum))
+		w.taggedLine(f.Name+"_count", pick(p.Summary.DeltaCount, p.Summary.Count))
+	case f.Type == model.Counter:
+		w.taggedLine(f.Name, pick(p.Delta, p.Value))
+	default:
+		w.taggedLine(f.Name, p.Value)
+	}
+}
+
+func (w *lineWriter) taggedLine(name string, v float64, extra ...model.Label) {
+	w.write("", name, "", v, w.series.Labels(), extra)
 }
 
 func perSecond(v, seconds float64) float64 {
@@ -116,17 +239,13 @@ func perSecond(v, seconds float64) float64 {
 	return v / seconds
 }
 
-// lineWriter appends the carbon lines of one point.
-type lineWriter struct {
-	enc    *Encoder
-	b      []byte
-	ts     int64
-	series *model.Series
+// line writes "<prefix><head><key><tail>[;tags] <v> <ts>\n" with the
+// series' tags; head and tail are written as they are, key is sanitised.
+func (w *lineWriter) line(head, key, tail string, v float64) {
+	w.write(head, key, tail, v, w.series.Tags(), nil)
 }
 
-// line writes "<prefix><head><key><tail>[;tags] <v> <ts>\n"; head and tail
-// are written as they are, key is sanitised.
-func (w *lineWriter) line(head, key, tail string, v float64) {
+func (w *lineWriter) write(head, key, tail string, v float64, tags, extra model.Labels) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		w.enc.Skipped.Add(1)
 		return
@@ -141,11 +260,7 @@ func (w *lineWriter) line(head, key, tail string, v float64) {
 		return
 	}
 	w.b = append(w.b, tail...)
-	tags := w.series.Tags()
-	if w.enc.opts.Layout == Tags {
-		tags = w.series.Labels()
-	}
-	w.b = appendTags(w.b, tags, w.enc.opts.ExternalLabels)
+	w.b = appendTags(w.b, tags, extra, w.enc.opts.ExternalLabels)
 	w.b = append(w.b, ' ')
 	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
 	w.b = append(w.b, ' ')
@@ -155,12 +270,13 @@ func (w *lineWriter) line(head, key, tail string, v float64) {
 
 // appendTags writes ";name=value" for every tag and external label, sorted
 // by name as carbon normalises them.
-func appendTags(b []byte, tags, external model.Labels) []byte {
-	if len(tags)+len(external) == 0 {
+func appendTags(b []byte, tags, extra, external model.Labels) []byte {
+	if len(tags)+len(extra)+len(external) == 0 {
 		return b
 	}
-	all := make(model.Labels, 0, len(tags)+len(external))
+	all := make(model.Labels, 0, len(tags)+len(extra)+len(external))
 	all = append(all, tags...)
+	all = append(all, extra...)
 	for _, l := range external {
 		if tags.Get(l.Name) == "" {
 			all = append(all, l)
@@ -168,15 +284,19 @@ func appendTags(b []byte, tags, external model.Labels) []byte {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 	for _, l := range all {
-		name := appendTagPart(nil, l.Name)
-		value := appendTagPart(nil, l.Value)
-		if len(name) == 0 || len(value) == 0 {
+		mark := len(b)
+		b = append(b, ';')
+		nameStart := len(b)
+		b = appendTagPart(b, l.Name, true)
+		if len(b) == nameStart {
+			b = b[:mark]
 			continue
 		}
-		b = append(b, ';')
-		b = append(b, name...)
 		b = append(b, '=')
-		b = append(b, value...)
+		valueStart := len(b)
+		if b = appendTagPart(b, l.Value, false); len(b) == valueStart {
+			b = b[:mark]
+		}
 	}
 	return b
 }
@@ -207,94 +327,26 @@ func AppendSanitized(b []byte, key string) []byte {
 	return b
 }
 
-// appendTagPart sanitises a tag name or value: as a key, without the ';' and
-// '=' that separate tags.
-func appendTagPart(b []byte, s string) []byte {
+// appendTagPart writes a tag name or value as Graphite 1.1 allows it:
+// whitespace (carbon splits lines on it) becomes '_', ';' (the tag
+// separator) is removed, and so are '=' in names and '!' '^' there, as are
+// a value's leading '~'.
+func appendTagPart(b []byte, s string, name bool) []byte {
 	start := len(b)
-	b = AppendSanitized(b, s)
-	out := b[:start]
-	for _, c := range b[start:] {
-		if c != ';' && c != '=' {
-			out = append(out, c)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+			b = append(b, '_')
+		case c == ';', name && (c == '=' || c == '!' || c == '^'), !name && c == '~' && len(b) == start:
+		default:
+			b = append(b, c)
 		}
 	}
-	return out
+	return b
 }
 
 func isKeyByte(c byte) bool {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		c == '_' || c == '.' || c == ';' || c == '=' || c == '-'
-}
-
-// Transport writes batches to carbon over one TCP connection, reconnecting
-// after any error. Carbon does not acknowledge lines, so a batch counts as
-// delivered once the kernel took it.
-type Transport struct {
-	addr    string
-	timeout time.Duration
-
-	mu   sync.Mutex
-	conn net.Conn
-}
-
-// NewTransport returns a transport to a carbon plaintext listener.
-func NewTransport(addr string, timeout time.Duration) *Transport {
-	return &Transport{addr: addr, timeout: timeout}
-}
-
-// Send implements sinks.Transport.
-func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conn != nil && peerClosed(t.conn) {
-		t.conn.Close()
-		t.conn = nil
-	}
-	if t.conn == nil {
-		d := net.Dialer{Timeout: t.timeout}
-		conn, err := d.DialContext(ctx, "tcp", t.addr)
-		if err != nil {
-			return fmt.Errorf("connecting to carbon: %w", err)
-		}
-		t.conn = conn
-	}
-	t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.conn.Write(b.Data); err != nil {
-		t.conn.Close()
-		t.conn = nil
-		return fmt.Errorf("writing to carbon: %w", err)
-	}
-	return nil
-}
-
-// peerClosed reports whether carbon closed the connection. Carbon never
-// writes to it, so anything but "nothing to read yet" means it is gone. A
-// write to a connection the peer closed would still succeed once, into the
-// kernel, and that batch would be lost: so look before writing.
-func peerClosed(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	closed := false
-	err = rc.Control(func(fd uintptr) {
-		var one [1]byte
-		n, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = n == 0 && err == nil || err != nil && !errors.Is(err, unix.EAGAIN)
-	})
-	return closed || err != nil
-}
-
-// Close closes the connection.
-func (t *Transport) Close() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conn != nil {
-		t.conn.Close()
-		t.conn = nil
-	}
 }

@@ -98,3 +98,64 @@ func TestDeleteIdle(t *testing.T) {
 		}
 	}
 }
+
+func TestTimersAndSets(t *testing.T) {
+	lines := []string{"api.time:100|ms", "api.time:300|ms", "users:a|s", "users:b|s", "users:a|s"}
+	tests := []struct {
+		name string
+		opts Options
+		want []string
+	}{
+		{"etsy: Etsy's timer statistics in ms, sets as .count", Options{Layout: Etsy, LegacyNamespace: true}, []string{
+			"stats.sets.users.count 2 1800000000",
+			"stats.timers.api.time.count 2 1800000000",
+			"stats.timers.api.time.count_90 2 1800000000",
+			"stats.timers.api.time.count_ps 0.2 1800000000",
+			"stats.timers.api.time.lower 100 1800000000",
+			"stats.timers.api.time.mean 200 1800000000",
+			"stats.timers.api.time.mean_90 200 1800000000",
+			"stats.timers.api.time.median 200 1800000000",
+			"stats.timers.api.time.std 100 1800000000",
+			"stats.timers.api.time.sum 400 1800000000",
+			"stats.timers.api.time.sum_90 400 1800000000",
+			"stats.timers.api.time.sum_squares 100000 1800000000",
+			"stats.timers.api.time.sum_squares_90 100000 1800000000",
+			"stats.timers.api.time.upper 300 1800000000",
+			"stats.timers.api.time.upper_90 300 1800000000",
+		}},
+		{"tags: the OpenMetrics histogram, per interval", Options{Layout: Tags}, []string{
+			"api_time_seconds_bucket;le=+Inf 2 1800000000",
+			"api_time_seconds_bucket;le=0.005 0 1800000000",
+			"api_time_seconds_bucket;le=0.01 0 1800000000",
+			"api_time_seconds_bucket;le=0.025 0 1800000000",
+			"api_time_seconds_bucket;le=0.05 0 1800000000",
+			"api_time_seconds_bucket;le=0.1 1 1800000000",
+			"api_time_seconds_bucket;le=0.25 1 1800000000",
+			"api_time_seconds_bucket;le=0.5 2 1800000000",
+			"api_time_seconds_bucket;le=1 2 1800000000",
+			"api_time_seconds_bucket;le=10 2 1800000000",
+			"api_time_seconds_bucket;le=2.5 2 1800000000",
+			"api_time_seconds_bucket;le=5 2 1800000000",
+			"api_time_seconds_count 2 1800000000",
+			"api_time_seconds_sum 0.4 1800000000",
+			"users 2 1800000000",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := encode(t, tt.opts, lines...); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestAnIdleTimerReportsACountOfZero(t *testing.T) {
+	m := modeltest.Model(t, "api.time:100|ms")
+	modeltest.Flush(m, modeltest.Interval(start))
+	got := modeltest.Lines(modeltest.Flush(m, modeltest.Interval(start)), NewEncoder(Options{Layout: Etsy, LegacyNamespace: true}).Encode)
+	want := "stats.timers.api.time.count 0 1800000000\nstats.timers.api.time.count_ps 0 1800000000"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+}

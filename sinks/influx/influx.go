@@ -3,7 +3,6 @@
 package influx
 
 import (
-	"math"
 	"sort"
 	"sync/atomic"
 
@@ -23,8 +22,20 @@ type Options struct {
 }
 
 // Encoder writes one line per series: the family name is the measurement,
-// the labels (and external labels) are tags, sorted, and the value is the
-// field "value".
+// the labels (and external labels) are tags, sorted, and the fields depend
+// on the kind of series:
+//
+//   - counters, gauges and sets: value (a counter's delta, or its total when
+//     cumulative);
+//   - timers, histograms and distributions: Etsy's statistics of the
+//     interval (count, count_ps, lower, upper, mean, median, std, sum,
+//     sum_squares, and count_90, mean_90, upper_90, sum_90, sum_squares_90
+//     per percentile), in the unit the client sent;
+//   - Prosody's histograms: count, sum and one field per bucket named by
+//     its le ("0.001", "+Inf"), deltas or totals like counters;
+//   - Prosody's summaries: count and sum.
+//
+// Every field is a float, always: InfluxDB fixes a field's type per shard.
 type Encoder struct {
 	opts Options
 	enc  lineprotocol.Encoder
@@ -47,18 +58,10 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 	if e.opts.Cumulative {
 		ts = f.End
 	}
+	seconds := f.Length.Seconds()
 	for i := range f.Points {
 		p := &f.Points[i]
 		if e.opts.DeleteIdle && !p.Touched {
-			continue
-		}
-		v := p.Value
-		if p.Series.Family().Type == model.Counter && !e.opts.Cumulative {
-			v = p.Delta
-		}
-		value, ok := lineprotocol.FloatValue(v)
-		if !ok || math.IsNaN(v) {
-			e.Skipped.Add(1)
 			continue
 		}
 		buf.Append(func(b []byte) []byte {
@@ -67,15 +70,90 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 			for _, t := range e.sortedTags(p.Series.Labels()) {
 				e.enc.AddTag(t.Name, t.Value)
 			}
-			e.enc.AddField("value", value)
+			if e.addFields(p, seconds) == 0 {
+				return b // no field InfluxDB can store: no line
+			}
 			e.enc.EndLine(ts)
 			if err := e.enc.Err(); err != nil {
 				e.Skipped.Add(1)
 				e.enc.ClearErr()
+				return b
 			}
 			return e.enc.Bytes()
 		})
 	}
+}
+
+// addFields adds the point's fields and returns how many it added.
+func (e *Encoder) addFields(p *model.Point, seconds float64) int {
+	n := 0
+	field := func(key string, v float64) {
+		value, ok := lineprotocol.FloatValue(v)
+		if !ok {
+			e.Skipped.Add(1)
+			return
+		}
+		e.enc.AddField(key, value)
+		n++
+	}
+	pick := func(delta, total float64) float64 {
+		if e.opts.Cumulative {
+			return total
+		}
+		return delta
+	}
+	s := p.Series
+	switch s.Kind() {
+	case model.KindCounter:
+		field("value", pick(p.Delta, p.Value))
+	case model.KindGauge, model.KindSet:
+		field("value", p.Value)
+	case model.KindHistogram, model.KindSummary:
+		st := p.Stats
+		if st == nil {
+			st = &model.TimerStats{}
+		}
+		field("count", st.Count)
+		field("count_ps", perSecond(st.Count, seconds))
+		if st.N > 0 {
+			field("lower", st.Lower)
+			field("upper", st.Upper)
+			field("mean", st.Mean)
+			field("median", st.Median)
+			field("std", st.Std)
+			field("sum", st.Sum)
+			field("sum_squares", st.SumSquares)
+			for _, ps := range st.Percentiles {
+				bound := "upper_"
+				if ps.Top {
+					bound = "lower_"
+				}
+				field("count_"+ps.Name, ps.Count)
+				field("mean_"+ps.Name, ps.Mean)
+				field(bound+ps.Name, ps.Bound)
+				field("sum_"+ps.Name, ps.Sum)
+				field("sum_squares_"+ps.Name, ps.SumSquares)
+			}
+		}
+	case model.KindPrebucketed:
+		h := p.Histogram
+		field("count", pick(h.DeltaCount, h.Count))
+		field("sum", pick(h.DeltaSum, h.Sum))
+		for i, bucket := range s.Family().Buckets {
+			field(bucket.LE, pick(h.DeltaBuckets[i], h.Buckets[i]))
+		}
+	case model.KindPresummed:
+		field("count", pick(p.Summary.DeltaCount, p.Summary.Count))
+		field("sum", pick(p.Summary.DeltaSum, p.Summary.Sum))
+	}
+	return n
+}
+
+func perSecond(v, seconds float64) float64 {
+	if seconds <= 0 {
+		return 0
+	}
+	return v / seconds
 }
 
 // sortedTags merges a series' labels with the external labels (the series'

@@ -95,3 +95,15 @@ func TestTransportAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestTimersCarryEtsysStatistics(t *testing.T) {
+	got, _ := encode(t, Options{}, "api.time:100|ms", "api.time:300|ms|@0.5", "users:a|s")
+	want := []string{
+		"api_time_seconds count=3,count_ps=0.3,lower=100,upper=300,mean=200,median=200,std=100,sum=400,sum_squares=100000," +
+			"count_90=2,mean_90=200,upper_90=300,sum_90=400,sum_squares_90=100000 1800000000000",
+		"users value=1 1800000000000",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -100,7 +100,8 @@ func contains(prefixes []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// toDTO converts a family for expfmt's Prometheus text encoder.
+// toDTO converts a family for expfmt's Prometheus text encoder. Counts are
+// written as floats: sample rates make them fractional.
 func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 	mf := &dto.MetricFamily{Name: proto.String(f.Name), Help: proto.String(f.Help)}
 	switch f.Type {
@@ -109,6 +110,10 @@ func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 		mf.Name = proto.String(f.Name + "_total")
 	case model.Gauge:
 		mf.Type = dto.MetricType_GAUGE.Enum()
+	case model.Histogram:
+		mf.Type = dto.MetricType_HISTOGRAM.Enum()
+	case model.Summary:
+		mf.Type = dto.MetricType_SUMMARY.Enum()
 	default:
 		mf.Type = dto.MetricType_UNTYPED.Enum()
 	}
@@ -118,10 +123,27 @@ func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 		for _, l := range p.Series.Labels() {
 			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
 		}
-		switch f.Type {
-		case model.Counter:
+		switch {
+		case p.Histogram != nil:
+			h := &dto.Histogram{SampleCountFloat: proto.Float64(p.Histogram.Count), SampleSum: proto.Float64(p.Histogram.Sum)}
+			for j, b := range f.Buckets {
+				if j < len(f.Buckets)-1 { // +Inf is implied by the count
+					h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b.Bound),
+						CumulativeCountFloat: proto.Float64(p.Histogram.Buckets[j])})
+				}
+			}
+			m.Histogram = h
+		case p.Summary != nil:
+			sm := &dto.Summary{SampleCount: proto.Uint64(uint64(p.Summary.Count)), SampleSum: proto.Float64(p.Summary.Sum)}
+			for j, q := range f.Summary.Quantiles {
+				if j < len(p.Summary.Quantiles) {
+					sm.Quantile = append(sm.Quantile, &dto.Quantile{Quantile: proto.Float64(q), Value: proto.Float64(p.Summary.Quantiles[j])})
+				}
+			}
+			m.Summary = sm
+		case f.Type == model.Counter:
 			m.Counter = &dto.Counter{Value: proto.Float64(p.Value)}
-		case model.Gauge:
+		case f.Type == model.Gauge:
 			m.Gauge = &dto.Gauge{Value: proto.Float64(p.Value)}
 		default:
 			m.Untyped = &dto.Untyped{Value: proto.Float64(p.Value)}

@@ -66,8 +66,28 @@ func appendMetadata(b []byte, f *model.Family) []byte {
 
 func appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
 	labels := p.Series.Labels()
-	switch f.Type {
-	case model.Counter:
+	switch {
+	case p.Histogram != nil:
+		h := p.Histogram
+		for i, bucket := range f.Buckets {
+			b = appendSeries(b, f.Name, "_bucket", labels, model.Label{Name: "le", Value: bucket.LE})
+			b = appendValue(b, h.Buckets[i])
+		}
+		b = appendSample(b, f.Name, "_sum", labels, h.Sum)
+		b = appendSample(b, f.Name, "_count", labels, h.Count)
+		b = appendCreated(b, f.Name, labels, p.Series.Created())
+	case p.Summary != nil:
+		sm := p.Summary
+		for i, q := range f.Summary.Quantiles {
+			if i < len(sm.Quantiles) {
+				b = appendSeries(b, f.Name, "", labels, model.Label{Name: "quantile", Value: model.FormatLE(q)})
+				b = appendValue(b, sm.Quantiles[i])
+			}
+		}
+		b = appendSample(b, f.Name, "_sum", labels, sm.Sum)
+		b = appendSample(b, f.Name, "_count", labels, sm.Count)
+		b = appendCreated(b, f.Name, labels, p.Series.Created())
+	case f.Type == model.Counter:
 		b = appendSample(b, f.Name, "_total", labels, p.Value)
 		b = appendCreated(b, f.Name, labels, p.Series.Created())
 	default:
@@ -77,7 +97,10 @@ func appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
 }
 
 func appendSample(b []byte, name, suffix string, labels model.Labels, v float64) []byte {
-	b = appendSeries(b, name, suffix, labels)
+	return appendValue(appendSeries(b, name, suffix, labels), v)
+}
+
+func appendValue(b []byte, v float64) []byte {
 	b = AppendFloat(b, v)
 	return append(b, '\n')
 }
@@ -90,24 +113,35 @@ func appendCreated(b []byte, name string, labels model.Labels, t time.Time) []by
 	return append(b, '\n')
 }
 
-// appendSeries writes "name{labels} ".
-func appendSeries(b []byte, name, suffix string, labels model.Labels) []byte {
+// appendSeries writes "name{labels} ", with extra labels (le, quantile)
+// after the series' own.
+func appendSeries(b []byte, name, suffix string, labels model.Labels, extra ...model.Label) []byte {
 	b = append(b, name...)
 	b = append(b, suffix...)
-	if len(labels) > 0 {
+	if len(labels)+len(extra) > 0 {
 		b = append(b, '{')
 		for i, l := range labels {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, l.Name...)
-			b = append(b, '=', '"')
-			b = appendEscaped(b, l.Value)
-			b = append(b, '"')
+			b = appendLabel(b, l)
+		}
+		for i, l := range extra {
+			if i > 0 || len(labels) > 0 {
+				b = append(b, ',')
+			}
+			b = appendLabel(b, l)
 		}
 		b = append(b, '}')
 	}
 	return append(b, ' ')
+}
+
+func appendLabel(b []byte, l model.Label) []byte {
+	b = append(b, l.Name...)
+	b = append(b, '=', '"')
+	b = appendEscaped(b, l.Value)
+	return append(b, '"')
 }
 
 // AppendFloat writes a sample value as OpenMetrics spells special values.

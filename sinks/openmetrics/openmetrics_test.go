@@ -98,3 +98,36 @@ func TestHandlerNegotiatesAndLimitsAccess(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteHistogramsAndSummaries(t *testing.T) {
+	m := modeltest.Model(t, "api.time:100|ms", "api.time:300|ms")
+	var b bytes.Buffer
+	if err := Write(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"# TYPE api_time_seconds histogram\n# UNIT api_time_seconds seconds\n",
+		`api_time_seconds_bucket{le="0.1"} 1` + "\n",
+		`api_time_seconds_bucket{le="0.25"} 1` + "\n",
+		`api_time_seconds_bucket{le="0.5"} 2` + "\n",
+		`api_time_seconds_bucket{le="1"} 2` + "\n",
+		`api_time_seconds_bucket{le="+Inf"} 2` + "\n",
+		"api_time_seconds_sum 0.4\napi_time_seconds_count 2\napi_time_seconds_created ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := p.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("prometheus' parser: %v\n%s", err, out)
+		}
+	}
+}

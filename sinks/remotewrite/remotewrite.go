@@ -25,19 +25,26 @@ type Options struct {
 	ExternalLabels model.Labels
 	// DeleteIdle leaves out series that received nothing in the interval.
 	DeleteIdle bool
+	// CreatedSeries sends each counter's, histogram's and summary's
+	// name_created series, as Prometheus 2.x stores them when it scrapes
+	// OpenMetrics (Prosody's mod_http_openmetrics, say).
+	CreatedSeries bool
 }
 
-// Encoder writes OpenMetrics names (counters as name_total), cumulative
-// values stamped with the flush time, and each family's metadata.
+// Encoder writes OpenMetrics names (counters as name_total, histograms as
+// name_bucket{le}, name_sum and name_count), cumulative values stamped with
+// the flush time, and each family's metadata.
 //
-// A record is one length-delimited field of a WriteRequest: a TimeSeries
-// (field 1) or a MetricMetadata (field 3). Records concatenate into a valid
-// WriteRequest, so a batch needs no re-encoding, and halves of a batch are
-// requests too.
+// A record is one or more length-delimited fields of a WriteRequest:
+// TimeSeries (field 1) or a MetricMetadata (field 3). Records concatenate
+// into a valid WriteRequest, so a batch needs no re-encoding, and halves of
+// a batch are requests too. All the series of one point (a histogram's
+// buckets, sum and count) are one record, so a batch never splits them.
 type Encoder struct {
 	opts   Options
 	ts     prompb.TimeSeries
 	labels []prompb.Label
+	ms     int64
 }
 
 // NewEncoder returns an encoder.
@@ -50,7 +57,7 @@ const (
 
 // Encode implements sinks.Encoder.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
-	ms := f.End.UnixMilli()
+	e.ms = f.End.UnixMilli()
 	var family *model.Family
 	for i := range f.Points {
 		p := &f.Points[i]
@@ -61,20 +68,51 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 			family = fam
 			buf.Append(func(b []byte) []byte { return appendMetadata(b, fam) })
 		}
-		name := family.Name
-		if family.Type == model.Counter {
-			name += "_total"
-		}
-		e.ts.Labels = e.seriesLabels(name, p.Series.Labels())
-		e.ts.Samples = append(e.ts.Samples[:0], prompb.Sample{Value: p.Value, Timestamp: ms})
-		buf.Append(func(b []byte) []byte { return appendMessage(b, fieldTimeSeries, &e.ts) })
+		buf.Append(func(b []byte) []byte { return e.appendPoint(b, family, p) })
 	}
+}
+
+func (e *Encoder) appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
+	labels := p.Series.Labels()
+	created := float64(p.Series.Created().UnixNano()) / 1e9
+	switch {
+	case p.Histogram != nil:
+		for i, bucket := range f.Buckets {
+			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], prompb.Label{Name: "le", Value: bucket.LE})
+		}
+		b = e.appendSeries(b, f.Name+"_sum", labels, p.Histogram.Sum)
+		b = e.appendSeries(b, f.Name+"_count", labels, p.Histogram.Count)
+	case p.Summary != nil:
+		for i, q := range f.Summary.Quantiles {
+			if i < len(p.Summary.Quantiles) {
+				b = e.appendSeries(b, f.Name, labels, p.Summary.Quantiles[i], prompb.Label{Name: "quantile", Value: model.FormatLE(q)})
+			}
+		}
+		b = e.appendSeries(b, f.Name+"_sum", labels, p.Summary.Sum)
+		b = e.appendSeries(b, f.Name+"_count", labels, p.Summary.Count)
+	case f.Type == model.Counter:
+		b = e.appendSeries(b, f.Name+"_total", labels, p.Value)
+	default:
+		return e.appendSeries(b, f.Name, labels, p.Value)
+	}
+	if e.opts.CreatedSeries {
+		b = e.appendSeries(b, f.Name+"_created", labels, created)
+	}
+	return b
+}
+
+// appendSeries appends one TimeSeries with one sample.
+func (e *Encoder) appendSeries(b []byte, name string, labels model.Labels, v float64, extra ...prompb.Label) []byte {
+	e.ts.Labels = e.seriesLabels(name, labels, extra)
+	e.ts.Samples = append(e.ts.Samples[:0], prompb.Sample{Value: v, Timestamp: e.ms})
+	return appendMessage(b, fieldTimeSeries, &e.ts)
 }
 
 // seriesLabels builds __name__, the series' labels and the external labels
 // (the series' own win), sorted by name as remote-write expects.
-func (e *Encoder) seriesLabels(name string, labels model.Labels) []prompb.Label {
+func (e *Encoder) seriesLabels(name string, labels model.Labels, extra []prompb.Label) []prompb.Label {
 	e.labels = append(e.labels[:0], prompb.Label{Name: "__name__", Value: name})
+	e.labels = append(e.labels, extra...)
 	for _, l := range labels {
 		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
 	}

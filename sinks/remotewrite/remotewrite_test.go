@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,5 +99,51 @@ func TestTransportAnswers(t *testing.T) {
 				t.Errorf("%v: got %s, want %s", err, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestHistogramsAndCreatedSeries(t *testing.T) {
+	m := modeltest.Model(t, "api.time:100|ms", "hits:1|c")
+	f := modeltest.Flush(m, modeltest.Interval(start))
+	for _, created := range []bool{true, false} {
+		var data []byte
+		var records int
+		buf := cork.NewBuffer(cork.Limits{Records: 100, Bytes: 1 << 20}, func(b cork.Batch) { data = append(data, b.Data...); records += b.Len() })
+		buf.Cork()
+		NewEncoder(Options{CreatedSeries: created}).Encode(f, buf)
+		buf.Uncork()
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(data); err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]int{}
+		values := map[string]float64{}
+		for _, ts := range req.Timeseries {
+			name, le := "", ""
+			for _, l := range ts.Labels {
+				switch l.Name {
+				case "__name__":
+					name = l.Value
+				case "le":
+					le = l.Value
+				}
+			}
+			names[name]++
+			values[name+le] = ts.Samples[0].Value
+		}
+		want := map[string]int{"api_time_seconds_bucket": 12, "api_time_seconds_sum": 1, "api_time_seconds_count": 1, "hits_total": 1}
+		if created {
+			want["api_time_seconds_created"], want["hits_created"] = 1, 1
+		}
+		if fmt.Sprint(names) != fmt.Sprint(want) {
+			t.Errorf("created=%v: series %v, want %v", created, names, want)
+		}
+		if values["api_time_seconds_bucket0.1"] != 1 || values["api_time_seconds_bucket0.05"] != 0 || values["api_time_seconds_sum"] != 0.1 {
+			t.Errorf("values %v", values)
+		}
+		// Two families' metadata and two points: a histogram is one record.
+		if records != 4 {
+			t.Errorf("%d records, want 4", records)
+		}
 	}
 }
