@@ -65,7 +65,7 @@ func runFlags() []cli.Flag {
 }
 
 // runner runs statsbridge on a configuration until ctx is done.
-type runner func(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart started) error
+type runner func(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) error
 
 func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 	action := func(c *cli.Context) error { return runCommand(c, stderr, runFn) }
@@ -96,7 +96,11 @@ func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 					if c.NArg() != 1 {
 						return cli.Exit("usage: statsbridge check-config FILE", 2)
 					}
-					if _, err := config.Load(c.Args().First()); err != nil {
+					cfg, err := config.Load(c.Args().First())
+					if err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					if _, _, err := newMappers(cfg); err != nil {
 						return cli.Exit(err.Error(), 1)
 					}
 					fmt.Fprintf(stdout, "%s: ok\n", c.Args().First())
@@ -121,14 +125,8 @@ func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("unexpected argument %q (see statsbridge --help)", c.Args().First()), 2)
 	}
-	cfg := config.Default()
-	if path := c.String("config"); path != "" {
-		var err error
-		if cfg, err = config.Load(path); err != nil {
-			return cli.Exit(err.Error(), 1)
-		}
-	}
-	if err := applyFlags(c, &cfg); err != nil {
+	cfg, err := loadConfig(c)
+	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
@@ -139,10 +137,49 @@ func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
 		<-ctx.Done()
 		stop() // the next signal is not caught: it ends the process at once
 	}()
-	if err := runFn(ctx, cfg, logger, nil); err != nil {
+	reloads := make(chan config.Config)
+	go watchHangups(ctx, c, reloads, logger)
+	if err := runFn(ctx, cfg, logger, hooks{reloads: reloads}); err != nil {
 		return cli.Exit("statsbridge: "+err.Error(), 1)
 	}
 	return nil
+}
+
+// loadConfig reads the file, if any, and lays the flags over it.
+func loadConfig(c *cli.Context) (config.Config, error) {
+	cfg := config.Default()
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, applyFlags(c, &cfg)
+}
+
+// watchHangups re-reads the configuration on every SIGHUP until ctx is done.
+// A file with errors is refused with its errors logged.
+func watchHangups(ctx context.Context, c *cli.Context, reloads chan<- config.Config, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := loadConfig(c)
+		if err != nil {
+			logger.Error("SIGHUP: the configuration has errors; nothing reloaded", "err", err.Error())
+			continue
+		}
+		select {
+		case reloads <- cfg:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // applyFlags lays the command line over the file. A flag given an empty

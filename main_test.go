@@ -22,7 +22,7 @@ import (
 func runCLI(t *testing.T, args ...string) (cfg config.Config, ran bool, stdout string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	app := newApp(&out, &errOut, func(_ context.Context, c config.Config, _ *slog.Logger, _ started) error {
+	app := newApp(&out, &errOut, func(_ context.Context, c config.Config, _ *slog.Logger, _ hooks) error {
 		cfg, ran = c, true
 		return nil
 	})

@@ -24,20 +24,37 @@ import (
 	"github.com/statsbridge/statsbridge/sinks/remotewrite"
 )
 
-// started, when not nil, is told the bound addresses once statsbridge is
-// up; tests use it to find ports picked by the kernel.
-type started func(statsdUDP, statsdTCP []net.Addr, httpAddr net.Addr)
+// hooks connect run to its caller.
+type hooks struct {
+	// started, when set, is told the bound addresses once statsbridge is
+	// up; tests use it to find ports picked by the kernel.
+	started func(statsdUDP, statsdTCP []net.Addr, httpAddr net.Addr)
+	// reloads carries configurations re-read on SIGHUP.
+	reloads <-chan config.Config
+}
 
 // run wires the configuration to the components and runs until ctx is done.
 // Then it stops the listeners (reading what the sockets already hold),
 // makes the final flush, and gives the sinks shutdown_timeout to deliver.
 // Nothing is started when any part fails to set up.
-func run(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart started) error {
+func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) error {
+	mappers, observers, err := newMappers(cfg)
+	if err != nil {
+		return err
+	}
 	m := model.New(model.Options{
-		MaxSeries:          cfg.Limits.MaxSeries,
-		MaxSeriesPerFamily: cfg.Limits.MaxSeriesPerFamily,
-		SeriesTTL:          cfg.Limits.SeriesTTL.D(),
-		Logger:             logger,
+		MaxSeries:           cfg.Limits.MaxSeries,
+		MaxSeriesPerFamily:  cfg.Limits.MaxSeriesPerFamily,
+		MaxLabels:           cfg.Limits.MaxLabels,
+		MaxNameLength:       cfg.Limits.MaxNameLength,
+		MaxLabelValueLength: cfg.Limits.MaxLabelValueLength,
+		SeriesTTL:           cfg.Limits.SeriesTTL.D(),
+		Percentiles:         cfg.Statsd.Percentiles,
+		ExactTimerValues:    cfg.Statsd.ExactTimerValues,
+		ExactSetMembers:     cfg.Statsd.ExactSetMembers,
+		Observers:           observers,
+		Mappers:             mappers,
+		Logger:              logger,
 	})
 
 	pushes, err := newPushes(cfg, logger)
@@ -57,12 +74,12 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart st
 	registerSelfMetrics(m, statsd.Stats(), pushes)
 
 	logStart(logger, cfg, statsd, httpListener, pushes)
-	if onStart != nil {
+	if h.started != nil {
 		var httpAddr net.Addr
 		if httpListener != nil {
 			httpAddr = httpListener.Addr()
 		}
-		onStart(statsd.UDPAddrs(), statsd.TCPAddrs(), httpAddr)
+		h.started(statsd.UDPAddrs(), statsd.TCPAddrs(), httpAddr)
 	}
 
 	// The push sinks deliver until their queues are empty after the final
@@ -93,6 +110,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart st
 	var running sync.WaitGroup
 	running.Go(func() { statsd.Serve(ctx) })
 	running.Go(func() { clock.Run(ctx, uncork) })
+	running.Go(func() { applyReloads(ctx, h.reloads, m, logger) })
 	running.Wait()
 
 	logger.Info("stopping: listeners drained, making the final flush")
@@ -119,6 +137,47 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, onStart st
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newMappers builds the mapping chain: the statsd_exporter mapping file
+// when one is configured, then the default mapping with the observer
+// defaults (the file's, or the histogram_buckets of [statsd]).
+func newMappers(cfg config.Config) ([]model.Mapper, model.ObserverDefaults, error) {
+	observers := model.DefaultObservers
+	if len(cfg.Statsd.HistogramBuckets) > 0 {
+		observers.Buckets = cfg.Statsd.HistogramBuckets
+	}
+	var mappers []model.Mapper
+	if cfg.Mapping.File != "" {
+		fm, err := model.LoadMappingFile(cfg.Mapping.File)
+		if err != nil {
+			return nil, observers, err
+		}
+		mappers = append(mappers, fm)
+		observers = fm.Observers()
+	}
+	return mappers, observers, nil
+}
+
+// applyReloads applies what can change without a restart: the mapping. A
+// configuration whose mapping does not load is refused, and the mapping in
+// force stays.
+func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Model, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cfg := <-reloads:
+			mappers, observers, err := newMappers(cfg)
+			if err != nil {
+				logger.Error("reload refused; the mapping in force stays", "err", err)
+				continue
+			}
+			m.SetMappers(mappers, observers)
+			logger.Info("reloaded the mapping; other changes take effect at the next start",
+				"mapping_file", cfg.Mapping.File)
+		}
+	}
 }
 
 func canceled() context.Context {
@@ -227,6 +286,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		enc := remotewrite.NewEncoder(remotewrite.Options{
 			ExternalLabels: externalLabels(rw.ExternalLabels),
 			DeleteIdle:     rw.DeleteIdle,
+			CreatedSeries:  rw.CreatedSeries,
 		})
 		headers := map[string]string{}
 		for k, v := range rw.Headers {

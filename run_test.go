@@ -74,9 +74,9 @@ func startRun(t *testing.T, cfg config.Config) (addrs, func() error) {
 	up := make(chan addrs, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(udp, tcp []net.Addr, h net.Addr) {
+		done <- run(ctx, cfg, slog.New(slog.DiscardHandler), hooks{started: func(udp, tcp []net.Addr, h net.Addr) {
 			up <- addrs{udp[0].String(), tcp[0].String(), h.String()}
-		})
+		}})
 	}()
 	select {
 	case a := <-up:
@@ -168,7 +168,7 @@ func TestRunStartsNothingOnError(t *testing.T) {
 	cfg := testConfig()
 	cfg.Statsd.UDP = []string{udpAddr}
 	cfg.HTTP.Listen = taken.Addr().String() // cannot be bound
-	err = run(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	err = run(context.Background(), cfg, slog.New(slog.DiscardHandler), hooks{})
 	if err == nil || !strings.Contains(err.Error(), "http listen") {
 		t.Fatalf("run: %v, want an http listen error", err)
 	}

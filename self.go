@@ -29,9 +29,13 @@ func registerSelfMetrics(m *model.Model, in *ingest.Stats, pushes []pushSink) {
 	counter("statsbridge_ingest_tcp_refused", "StatsD TCP connections refused at tcp_max_connections", nil, u64(in.Refused.Load))
 
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
+	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))
 	for _, r := range model.DropReasons() {
-		counter("statsbridge_model_dropped_samples", "Samples that reached no series, by reason",
-			model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
+		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping or a label limit, by reason"
+		if r.SeriesLimit() {
+			name, help = "statsbridge_model_dropped_series", "New series refused at a series limit, by reason"
+		}
+		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
 	}
 
 	for _, p := range pushes {
