@@ -71,7 +71,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		statsd.Serve(canceled()) // closes the sockets
 		return err
 	}
-	registerSelfMetrics(m, statsd.Stats(), pushes)
+	registerSelfMetrics(m, statsd, pushes)
 
 	logStart(logger, cfg, statsd, httpListener, pushes)
 	if h.started != nil {

@@ -8,7 +8,8 @@ import (
 
 // registerSelfMetrics makes statsbridge's own counters families of its model,
 // so that they reach every sink and /metrics like any other.
-func registerSelfMetrics(m *model.Model, in *ingest.Stats, pushes []pushSink) {
+func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSink) {
+	in := statsd.Stats()
 	counter := func(name, help string, labels model.Labels, read func() float64) {
 		m.Register(model.Family{Name: name, Type: model.Counter, Help: help, LabelNames: labelNames(labels)}, labels, read)
 	}
@@ -27,6 +28,12 @@ func registerSelfMetrics(m *model.Model, in *ingest.Stats, pushes []pushSink) {
 	gauge("statsbridge_ingest_tcp_connections", "Open StatsD TCP connections", nil,
 		func() float64 { return float64(in.Connections.Load()) })
 	counter("statsbridge_ingest_tcp_refused", "StatsD TCP connections refused at tcp_max_connections", nil, u64(in.Refused.Load))
+	if _, ok := statsd.UDPKernel(); ok {
+		counter("statsbridge_ingest_udp_kernel_drops", "Datagrams the kernel dropped because a UDP socket's buffer was full (see read_buffer)", nil,
+			func() float64 { st, _ := statsd.UDPKernel(); return float64(st.Drops) })
+		gauge("statsbridge_ingest_udp_queued_bytes", "Bytes waiting in the UDP sockets' buffers", nil,
+			func() float64 { st, _ := statsd.UDPKernel(); return float64(st.Queued) })
+	}
 
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
 	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))

@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +38,52 @@ func FuzzParse(f *testing.F) {
 		for _, tag := range s.Tags {
 			if len(tag.Key) == 0 {
 				t.Fatalf("%q: a tag without a key", line)
+			}
+		}
+	})
+}
+
+// FuzzDogTags feeds the DogStatsD tag parser arbitrary sections: it must
+// never panic, and every tag it makes must have a key.
+func FuzzDogTags(f *testing.F) {
+	for _, s := range []string{"env:prod,canary,url:http://x", "", ",,", "k:", ":v", "a:b:c,d"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, section []byte) {
+		var s Sample
+		if parseDogTags(section, &s) != ReasonNone {
+			return
+		}
+		for _, tag := range s.Tags {
+			if len(tag.Key) == 0 {
+				t.Fatalf("%q: a tag without a key", section)
+			}
+		}
+	})
+}
+
+// FuzzNameTags feeds the Influx- and Graphite-style tag parser arbitrary
+// names, seeded with every name in the Prosody capture.
+func FuzzNameTags(f *testing.F) {
+	for _, d := range readCapture(f) {
+		if i := strings.LastIndexByte(d.Text, ':'); i > 0 {
+			f.Add([]byte(d.Text[:i]))
+		}
+	}
+	for _, s := range []string{"req,env=prod,dc=eu", "req;env=prod;dc=eu", "a,b=c;d=e", "a,", "a;=", ",x=y"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, name []byte) {
+		s := Sample{Name: name}
+		if parseNameTags(&s) != ReasonNone {
+			return
+		}
+		if bytes.ContainsAny(s.Name, ",;") {
+			t.Fatalf("%q: tag separators left in the name %q", name, s.Name)
+		}
+		for _, tag := range s.Tags {
+			if len(tag.Key) == 0 || bytes.IndexByte(tag.Key, '=') >= 0 {
+				t.Fatalf("%q: bad tag key %q", name, tag.Key)
 			}
 		}
 	})

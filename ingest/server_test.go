@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -237,6 +238,71 @@ func TestSourceLabel(t *testing.T) {
 	c.Close()
 	ts.stop()
 	if got := strings.Join(ts.rec.got(), " "); got != "a;env=x;instance=127.0.0.1=1" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// TestUDPKernelDrops overflows a socket nobody reads and finds the kernel's
+// drop count.
+func TestUDPKernelDrops(t *testing.T) {
+	srv, err := Listen(Config{UDP: []string{"127.0.0.1:0"}, Readers: 1, ReadBuffer: 1, MaxLine: 1024,
+		NewHandler: func() Handler { return &recorder{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	if _, ok := srv.UDPKernel(); !ok {
+		t.Skip("this kernel has no /proc/net/udp")
+	}
+	c, _ := net.Dial("udp", srv.UDPAddrs()[0].String())
+	defer c.Close()
+	payload := []byte(strings.Repeat("x", 1000) + ":1|c")
+	for i := 0; i < 200; i++ {
+		c.Write(payload)
+	}
+	st, _ := srv.UDPKernel()
+	if st.Drops == 0 || st.Queued == 0 {
+		t.Errorf("kernel stats %+v: want drops and a queue", st)
+	}
+}
+
+func TestLineLengthLimit(t *testing.T) {
+	const maxLine = 64 << 10
+	rec := &recorder{}
+	st := &Stats{}
+	r := NewReader(ReaderConfig{Handler: rec, Stats: st, MaxLine: maxLine})
+	name := func(n int) string { return strings.Repeat("n", n-len(":1|c")) }
+	r.Datagram([]byte(name(maxLine)+":1|c\n"+name(maxLine+1)+":1|c\nafter:1|c"), netip.Addr{})
+	r.Flush()
+	if got := len(rec.got()); got != 2 {
+		t.Errorf("%d lines accepted, want the 64 KiB one and the last", got)
+	}
+	if st.BadLines[ReasonTooLong].Load() != 1 || st.Lines.Load() != 3 {
+		t.Errorf("too_long %d of %d lines", st.BadLines[ReasonTooLong].Load(), st.Lines.Load())
+	}
+}
+
+func TestDatagramOfNewlinesOnly(t *testing.T) {
+	rec := &recorder{}
+	st := &Stats{}
+	r := NewReader(ReaderConfig{Handler: rec, Stats: st, MaxLine: 1024})
+	r.Datagram([]byte("\n\r\n\n"), netip.Addr{})
+	r.Flush()
+	if len(rec.got()) != 0 || st.Lines.Load() != 0 || st.Datagrams.Load() != 1 {
+		t.Errorf("lines %d, datagrams %d, samples %v", st.Lines.Load(), st.Datagrams.Load(), rec.got())
+	}
+}
+
+func TestUDPOverIPv6(t *testing.T) {
+	ts := serve(t, Config{UDP: []string{"[::1]:0"}})
+	c, err := net.Dial("udp", ts.UDPAddrs()[0].String())
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	c.Write([]byte("v6:1|c"))
+	c.Close()
+	ts.stop()
+	if got := strings.Join(ts.rec.got(), " "); got != "v6=1" {
 		t.Errorf("got %q", got)
 	}
 }

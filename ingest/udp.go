@@ -17,6 +17,7 @@ import (
 // spreads datagrams over them, and each has its own reader goroutine.
 type udpSocket struct {
 	conn   *net.UDPConn
+	inode  uint64 // for the kernel's counters in /proc/net/udp
 	logger *slog.Logger
 }
 
@@ -56,7 +57,7 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 			logger.Info("statsd udp socket", "addr", addr, "sockets", n,
 				"read_buffer_asked", readBuffer, "read_buffer", effective)
 		}
-		socks = append(socks, &udpSocket{conn: conn, logger: logger})
+		socks = append(socks, &udpSocket{conn: conn, inode: socketInode(conn), logger: logger})
 	}
 	return socks, nil
 }
