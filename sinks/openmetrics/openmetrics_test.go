@@ -131,3 +131,29 @@ func TestWriteHistogramsAndSummaries(t *testing.T) {
 		}
 	}
 }
+
+// TestConflictingTypesNeverBreakTheExposition: a name sent as a counter,
+// a gauge and a timer keeps its first family, and the page still parses.
+func TestConflictingTypesNeverBreakTheExposition(t *testing.T) {
+	m := modeltest.Model(t, "x:1|c", "x:2|g", "x:3|ms", "x:4|s", "x_total:5|c", "x:6|c|#k:v")
+	var b bytes.Buffer
+	if err := Write(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := p.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("prometheus' parser: %v\n%s", err, b.String())
+		}
+	}
+	for _, want := range []string{"# TYPE x counter\n", "\nx_total 6\n", `x_total{k="v"} 6`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+}
