@@ -16,9 +16,9 @@ require (
 )
 
 require (
-	github.com/DataDog/sketches-go v1.4.8
-	github.com/axiomhq/hyperloglog v0.3.0
-	github.com/prometheus/statsd_exporter v0.31.0
+	github.com/DataDog/sketches-go v1.4.8 // DDSketch: timer percentiles past the exact limit, summary quantiles
+	github.com/axiomhq/hyperloglog v0.3.0 // set cardinality past the exact limit
+	github.com/prometheus/statsd_exporter v0.31.0 // pkg/mapper: mapping files and names exactly as statsd_exporter has them
 )
 
 require (

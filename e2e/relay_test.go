@@ -92,7 +92,7 @@ var (
 // startRelay runs statsbridge with the given TOML configuration (ports 0
 // are fine: the bound addresses are read from its start-up log line) and
 // stops it when the test ends.
-func startRelay(t *testing.T, configTOML string, args ...string) *relay {
+func startRelay(t testing.TB, configTOML string, args ...string) *relay {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "statsbridge.toml")
@@ -140,7 +140,7 @@ func startRelay(t *testing.T, configTOML string, args ...string) *relay {
 }
 
 // stop sends SIGTERM and requires a clean exit.
-func (r *relay) stop(t *testing.T) {
+func (r *relay) stop(t testing.TB) {
 	t.Helper()
 	r.stopped = true
 	r.cmd.Process.Signal(syscall.SIGTERM)
@@ -156,7 +156,7 @@ func (r *relay) stop(t *testing.T) {
 }
 
 // sendUDP sends each payload as one datagram.
-func (r *relay) sendUDP(t *testing.T, payloads ...string) {
+func (r *relay) sendUDP(t testing.TB, payloads ...string) {
 	t.Helper()
 	c, err := net.Dial("udp", r.UDP)
 	if err != nil {
@@ -171,7 +171,7 @@ func (r *relay) sendUDP(t *testing.T, payloads ...string) {
 }
 
 // sendTCP writes payload on one connection and closes it.
-func (r *relay) sendTCP(t *testing.T, payload string) {
+func (r *relay) sendTCP(t testing.TB, payload string) {
 	t.Helper()
 	c, err := net.Dial("tcp", r.TCP)
 	if err != nil {
@@ -184,7 +184,7 @@ func (r *relay) sendTCP(t *testing.T, payload string) {
 }
 
 // scrape fetches /metrics as OpenMetrics text.
-func (r *relay) scrape(t *testing.T) string {
+func (r *relay) scrape(t testing.TB) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+r.HTTP+"/metrics", nil)
 	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
@@ -214,7 +214,7 @@ func sample(exposition, series string) (string, bool) {
 }
 
 // eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
