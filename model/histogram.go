@@ -87,15 +87,16 @@ func (h *histogram) addCount(d float64) {
 
 // setRunningSum takes Prosody's .sum, the running total since Prosody
 // started. The series' sum is that total, as Prosody's own exposition shows
-// it; the interval's sum is its change. A total that falls means Prosody
-// restarted, and counts from zero. The first total statsbridge sees is the
-// baseline: what came before it belongs to no interval statsbridge saw.
+// it; the interval's sum is its change since the last total, and a total
+// that falls (Prosody restarted) counts from zero, as does the first total
+// statsbridge sees. That first one is right when Prosody started after
+// statsbridge, as it does at every Prosody restart; when statsbridge is the
+// one that restarted, the interval that holds the restart counts Prosody's
+// whole total, and the intervals after it are right again.
 func (h *histogram) setRunningSum(total float64) {
-	switch {
-	case !h.sumSeen:
-	case total >= h.lastSum:
+	if h.sumSeen && total >= h.lastSum {
 		h.dSum += total - h.lastSum
-	default:
+	} else {
 		h.dSum += total
 	}
 	h.sum, h.lastSum, h.sumSeen = total, total, true

@@ -42,6 +42,9 @@ type Mapping struct {
 	TTL time.Duration
 	// Drop throws the line away (statsd_exporter's action: drop).
 	Drop bool
+	// Key is the StatsD name of the series when it is not the line's name
+	// (a Prosody histogram part's name without its ".bucket.<le>" suffix).
+	Key string
 }
 
 // Mapper maps the StatsD names it knows. A Mapper is used by every reader

@@ -243,7 +243,11 @@ func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int6
 	m.mu.Lock()
 	s := m.byID[id]
 	if s == nil {
-		s = m.register(&mapping, string(smp.Name), tagLabels(smp.Tags), id, now)
+		key := mapping.Key
+		if key == "" {
+			key = string(smp.Name)
+		}
+		s = m.register(&mapping, key, tagLabels(smp.Tags), id, now)
 	} else if s.kind != mapping.Kind {
 		s = nil
 		m.conflict(mapping.Family.Name)

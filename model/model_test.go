@@ -200,7 +200,7 @@ func TestRegisteredSelfMetrics(t *testing.T) {
 
 func TestSanitize(t *testing.T) {
 	for in, want := range map[string]string{
-		"a.b-c d": "a_b_c_d", "ok_name": "ok_name", "1x": "_1x", "": "_", "é": "_", "a:b": "a_b", "a--b": "a_b",
+		"a.b-c d": "a_b_c_d", "ok_name": "ok_name", "1x": "_1x", "": "_", "é": "_", "a:b": "a_b", "a--b": "a_b", "\xa7 x": "__x",
 	} {
 		if got := SanitizeMetricName(in); got != want {
 			t.Errorf("SanitizeMetricName(%q) = %q, want %q", in, got, want)

@@ -1,6 +1,11 @@
 package model
 
-import "github.com/prometheus/statsd_exporter/pkg/mapper"
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/prometheus/statsd_exporter/pkg/mapper"
+)
 
 // SanitizeMetricName turns any string into a valid OpenMetrics metric name
 // exactly as statsd_exporter does, so that names do not change for its
@@ -11,6 +16,12 @@ import "github.com/prometheus/statsd_exporter/pkg/mapper"
 func SanitizeMetricName(s string) string {
 	if s == "" {
 		return "_"
+	}
+	if !utf8.ValidString(s) {
+		// EscapeMetricName steps over an invalid byte as if it were three
+		// and panics; ingest rejects such names, but nothing here may
+		// depend on its caller for that.
+		s = strings.ToValidUTF8(s, "_")
 	}
 	return mapper.EscapeMetricName(s)
 }

@@ -211,9 +211,9 @@ func TestPrebucketedHistogramParts(t *testing.T) {
 	if fmt.Sprint(h.Buckets) != "[1 2 2]" || h.Count != 2 || h.Sum != 2 {
 		t.Errorf("cumulative state %+v", h)
 	}
-	// The first running total is the baseline; only its change counts.
-	if h.DeltaCount != 2 || h.DeltaSum != 0.5 {
-		t.Errorf("interval: count %v sum %v, want 2 and 0.5", h.DeltaCount, h.DeltaSum)
+	// The first running total counts from zero, then its changes.
+	if h.DeltaCount != 2 || h.DeltaSum != 2 {
+		t.Errorf("interval: count %v sum %v, want 2 and 2", h.DeltaCount, h.DeltaSum)
 	}
 	feed(t, m, "h.bucket.2:1|c", "h.count:1|c", "h.sum:5|g")
 	if h := pointsByFamily(m)["h"][0].Histogram; h.DeltaSum != 3 || h.Sum != 5 || h.Count != 3 {

@@ -11,6 +11,7 @@ import (
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/prosody"
 )
 
 // Model returns a model holding the given StatsD lines (Etsy dialect,
@@ -18,6 +19,17 @@ import (
 func Model(t testing.TB, lines ...string) *model.Model {
 	t.Helper()
 	m := model.New(model.Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, Percentiles: []float64{90}})
+	Feed(t, m, lines...)
+	return m
+}
+
+// ProsodyModel is Model with the Prosody dialect and its built-in catalog,
+// the hosts localhost and conference.localhost.
+func ProsodyModel(t testing.TB, lines ...string) *model.Model {
+	t.Helper()
+	mp := prosody.NewMapper("prosody", prosody.Builtin(), []string{"localhost", "conference.localhost"}, prosody.NewState())
+	m := model.New(model.Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, Percentiles: []float64{90},
+		Mappers: []model.Mapper{mp}})
 	Feed(t, m, lines...)
 	return m
 }

@@ -1,0 +1,121 @@
+package prosody
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	pmodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/statsbridge/statsbridge/model"
+)
+
+// maxPage bounds what is read of a /metrics page.
+const maxPage = 16 << 20
+
+// Discover reads Prosody's own /metrics (mod_http_openmetrics). With the
+// statsd backend it lists every registered family's HELP, UNIT and TYPE and
+// no samples; Prometheus' OpenMetrics parser reads that, where expfmt's
+// returns nothing for a page without samples and ignores units.
+func Discover(ctx context.Context, client *http.Client, url string) (map[string]Discovered, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0, text/plain; version=0.0.4; q=0.5")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	page, err := io.ReadAll(io.LimitReader(resp.Body, maxPage))
+	if err != nil {
+		return nil, err
+	}
+	contentType := resp.Header.Get("Content-Type")
+	if contentType == "" {
+		contentType = "application/openmetrics-text"
+	}
+	return parsePage(page, contentType)
+}
+
+func parsePage(page []byte, contentType string) (map[string]Discovered, error) {
+	p, err := textparse.New(page, contentType, labels.NewSymbolTable(), textparse.ParserOptions{})
+	if p == nil {
+		return nil, fmt.Errorf("cannot parse %q: %w", contentType, err)
+	}
+	out := map[string]Discovered{}
+	for {
+		entry, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		switch entry {
+		case textparse.EntryType:
+			name, typ := p.Type()
+			d := out[string(name)]
+			d.Type = metricType(typ)
+			out[string(name)] = d
+		case textparse.EntryHelp:
+			name, help := p.Help()
+			d := out[string(name)]
+			d.Help = string(help)
+			out[string(name)] = d
+		case textparse.EntryUnit:
+			name, unit := p.Unit()
+			d := out[string(name)]
+			d.Unit = string(unit)
+			out[string(name)] = d
+		}
+	}
+}
+
+func metricType(t pmodel.MetricType) model.Type {
+	switch t {
+	case pmodel.MetricTypeCounter:
+		return model.Counter
+	case pmodel.MetricTypeGauge:
+		return model.Gauge
+	case pmodel.MetricTypeHistogram:
+		return model.Histogram
+	case pmodel.MetricTypeSummary:
+		return model.Summary
+	}
+	return model.Unknown
+}
+
+// Watch reads url at once and then every interval until ctx is done, and
+// keeps what it found in state. A failed read is logged and tried again at
+// the next interval; it never stops statsbridge.
+func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	for {
+		found, err := Discover(ctx, client, url)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err, "in", every)
+		default:
+			state.SetDiscovered(found)
+			logger.Debug("read Prosody's families", "url", url, "families", len(found))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
