@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/statsbridge/statsbridge/cork"
@@ -109,15 +110,9 @@ func (w *lineWriter) statsd(p *model.Point) {
 		w.timer(key, p.Stats)
 	case model.KindPrebucketed:
 		h := p.Histogram
-		var le []byte
 		for i, bucket := range w.series.Family().Buckets {
-			le = append(append(le[:0], ".bucket."...), bucket.LE...)
-			for j := len(".bucket."); j < len(le); j++ {
-				if le[j] == '.' {
-					le[j] = '_' // as Prosody writes it
-				}
-			}
-			w.count(key, string(le), h.DeltaBuckets[i], h.Buckets[i])
+			// As Prosody writes it: ".bucket.<le>" with the le's "." as "_".
+			w.count(key+".bucket."+strings.ReplaceAll(bucket.LE, ".", "_"), "", h.DeltaBuckets[i], h.Buckets[i])
 		}
 		w.count(key, ".count", h.DeltaCount, h.Count)
 		w.count(key, ".sum", h.DeltaSum, h.Sum)

@@ -159,3 +159,21 @@ func TestAnIdleTimerReportsACountOfZero(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
 	}
 }
+
+// TestProsodyHistogramsKeepProsodysNames: in the paths layout a Prosody
+// histogram is written under the names Prosody sent, sanitised as Etsy does
+// ("+Inf" loses its "+").
+func TestProsodyHistogramsKeepProsodysNames(t *testing.T) {
+	const h = "prosody.prosody_mod_smacks.tx_acked_stanzas.localhost"
+	m := modeltest.ProsodyModel(t, h+".bucket.2:1|c", h+".bucket.4:1|c", h+".bucket.8:1|c", h+".bucket.16:1|c",
+		h+".bucket.32:1|c", h+".bucket.+Inf:1|c", h+".count:1|c", h+".sum:2|g")
+	got := modeltest.Lines(modeltest.Flush(m, modeltest.Interval(start)), NewEncoder(Options{Layout: Paths}).Encode)
+	want := []string{
+		h + ".bucket.0 0 1800000000", h + ".bucket.1 0 1800000000", h + ".bucket.16 1 1800000000",
+		h + ".bucket.2 1 1800000000", h + ".bucket.32 1 1800000000", h + ".bucket.4 1 1800000000",
+		h + ".bucket.8 1 1800000000", h + ".bucket.Inf 1 1800000000", h + ".count 1 1800000000", h + ".sum 2 1800000000",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -3,7 +3,8 @@
 package influx
 
 import (
-	"sort"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
@@ -157,17 +158,21 @@ func perSecond(v, seconds float64) float64 {
 }
 
 // sortedTags merges a series' labels with the external labels (the series'
-// own win), sorted by name as line protocol wants.
+// own win), sorted by name as line protocol wants. A label with an empty
+// value is no tag: InfluxDB refuses empty tag values, and Prometheus treats
+// them as absent.
 func (e *Encoder) sortedTags(labels model.Labels) model.Labels {
-	if len(e.opts.ExternalLabels) == 0 && sort.SliceIsSorted(labels, func(i, j int) bool { return labels[i].Name < labels[j].Name }) {
-		return labels
-	}
-	e.tags = append(e.tags[:0], labels...)
-	for _, l := range e.opts.ExternalLabels {
-		if labels.Get(l.Name) == "" {
+	e.tags = e.tags[:0]
+	for _, l := range labels {
+		if l.Value != "" {
 			e.tags = append(e.tags, l)
 		}
 	}
-	sort.Slice(e.tags, func(i, j int) bool { return e.tags[i].Name < e.tags[j].Name })
+	for _, l := range e.opts.ExternalLabels {
+		if !labels.Has(l.Name) {
+			e.tags = append(e.tags, l)
+		}
+	}
+	slices.SortFunc(e.tags, func(a, b model.Label) int { return strings.Compare(a.Name, b.Name) })
 	return e.tags
 }

@@ -114,10 +114,12 @@ func (e *Encoder) seriesLabels(name string, labels model.Labels, extra []prompb.
 	e.labels = append(e.labels[:0], prompb.Label{Name: "__name__", Value: name})
 	e.labels = append(e.labels, extra...)
 	for _, l := range labels {
-		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		if l.Value != "" { // Prometheus treats an empty label as absent
+			e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		}
 	}
 	for _, l := range e.opts.ExternalLabels {
-		if labels.Get(l.Name) == "" {
+		if !labels.Has(l.Name) {
 			e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
 		}
 	}
