@@ -8,7 +8,7 @@ require (
 	github.com/pelletier/go-toml/v2 v2.4.3 // TOML config: strict decoding with line numbers, and an AST for the lines of every key
 	github.com/prometheus/client_model v0.6.3 // the metric families expfmt encodes
 	github.com/prometheus/common v0.73.1 // expfmt: content negotiation and the Prometheus text format
-	github.com/prometheus/prometheus v0.316.0 // prompb for remote-write (product card); textparse checks our OpenMetrics in tests
+	github.com/prometheus/prometheus v0.316.0 // prompb for remote-write (product card); textparse reads Prosody's /metrics
 	github.com/urfave/cli/v2 v2.27.7 // the command line (product card)
 	golang.org/x/net v0.62.0 // ipv4/ipv6 ReadBatch: recvmmsg for UDP
 	golang.org/x/sys v0.49.0 // socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), MSG_DONTWAIT

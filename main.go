@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/statsbridge/statsbridge/config"
+	"github.com/statsbridge/statsbridge/model/prosody"
 )
 
 // version is set at build time (see build.sh).
@@ -100,7 +101,7 @@ func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 					if err != nil {
 						return cli.Exit(err.Error(), 1)
 					}
-					if _, _, err := newMappers(cfg); err != nil {
+					if _, _, err := newMappers(cfg, prosody.NewState()); err != nil {
 						return cli.Exit(err.Error(), 1)
 					}
 					fmt.Fprintf(stdout, "%s: ok\n", c.Args().First())

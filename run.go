@@ -17,6 +17,7 @@ import (
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/prosody"
 	"github.com/statsbridge/statsbridge/sinks"
 	"github.com/statsbridge/statsbridge/sinks/graphite"
 	"github.com/statsbridge/statsbridge/sinks/influx"
@@ -38,7 +39,8 @@ type hooks struct {
 // makes the final flush, and gives the sinks shutdown_timeout to deliver.
 // Nothing is started when any part fails to set up.
 func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) error {
-	mappers, observers, err := newMappers(cfg)
+	prosodyState := prosody.NewState()
+	mappers, observers, err := newMappers(cfg, prosodyState)
 	if err != nil {
 		return err
 	}
@@ -71,7 +73,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		statsd.Serve(canceled()) // closes the sockets
 		return err
 	}
-	registerSelfMetrics(m, statsd, pushes)
+	registerSelfMetrics(m, statsd, pushes, prosodyState)
 
 	logStart(logger, cfg, statsd, httpListener, pushes)
 	if h.started != nil {
@@ -110,7 +112,12 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	var running sync.WaitGroup
 	running.Go(func() { statsd.Serve(ctx) })
 	running.Go(func() { clock.Run(ctx, uncork) })
-	running.Go(func() { applyReloads(ctx, h.reloads, m, logger) })
+	running.Go(func() { applyReloads(ctx, h.reloads, m, prosodyState, logger) })
+	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
+		running.Go(func() {
+			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger)
+		})
+	}
 	running.Wait()
 
 	logger.Info("stopping: listeners drained, making the final flush")
@@ -139,15 +146,28 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	return nil
 }
 
-// newMappers builds the mapping chain: the statsd_exporter mapping file
-// when one is configured, then the default mapping with the observer
-// defaults (the file's, or the histogram_buckets of [statsd]).
-func newMappers(cfg config.Config) ([]model.Mapper, model.ObserverDefaults, error) {
+// newMappers builds the mapping chain: the Prosody dialect, the
+// statsd_exporter mapping file when one is configured, then the default
+// mapping with the observer defaults (the file's, or the histogram_buckets
+// of [statsd]).
+func newMappers(cfg config.Config, state *prosody.State) ([]model.Mapper, model.ObserverDefaults, error) {
 	observers := model.DefaultObservers
 	if len(cfg.Statsd.HistogramBuckets) > 0 {
 		observers.Buckets = cfg.Statsd.HistogramBuckets
 	}
 	var mappers []model.Mapper
+	if cfg.Prosody.Prefix != "" {
+		own := make([]prosody.Entry, len(cfg.Prosody.Families))
+		for i, f := range cfg.Prosody.Families {
+			own[i] = prosody.Entry{Name: f.Name, StatsD: f.StatsD, Type: f.Type, Unit: f.Unit, Help: f.Help,
+				Labels: f.Labels, Buckets: f.Buckets, Values: f.Values}
+			if err := own[i].Check(); err != nil {
+				return nil, observers, fmt.Errorf("prosody.family[%d] (%s): %w", i, f.Name, err)
+			}
+		}
+		entries := prosody.Merge(prosody.Builtin(), own)
+		mappers = append(mappers, prosody.NewMapper(cfg.Prosody.Prefix, entries, cfg.Prosody.Hosts, state))
+	}
 	if cfg.Mapping.File != "" {
 		fm, err := model.LoadMappingFile(cfg.Mapping.File)
 		if err != nil {
@@ -162,19 +182,19 @@ func newMappers(cfg config.Config) ([]model.Mapper, model.ObserverDefaults, erro
 // applyReloads applies what can change without a restart: the mapping. A
 // configuration whose mapping does not load is refused, and the mapping in
 // force stays.
-func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Model, logger *slog.Logger) {
+func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Model, state *prosody.State, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case cfg := <-reloads:
-			mappers, observers, err := newMappers(cfg)
+			mappers, observers, err := newMappers(cfg, state)
 			if err != nil {
 				logger.Error("reload refused; the mapping in force stays", "err", err)
 				continue
 			}
 			m.SetMappers(mappers, observers)
-			logger.Info("reloaded the mapping; other changes take effect at the next start",
+			logger.Info("reloaded the mapping (mapping file, Prosody hosts and families); other changes take effect at the next start",
 				"mapping_file", cfg.Mapping.File)
 		}
 	}

@@ -3,12 +3,13 @@ package main
 import (
 	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/model/prosody"
 	"github.com/statsbridge/statsbridge/sinks"
 )
 
 // registerSelfMetrics makes statsbridge's own counters families of its model,
 // so that they reach every sink and /metrics like any other.
-func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSink) {
+func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSink, pros *prosody.State) {
 	in := statsd.Stats()
 	counter := func(name, help string, labels model.Labels, read func() float64) {
 		m.Register(model.Family{Name: name, Type: model.Counter, Help: help, LabelNames: labelNames(labels)}, labels, read)
@@ -44,6 +45,11 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		}
 		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
 	}
+
+	counter("statsbridge_prosody_unknown_names", "Names under the Prosody prefix that match no known family (they still flow)", nil,
+		u64(pros.UnknownNames))
+	counter("statsbridge_prosody_unknown_buckets", "Prosody histogram bucket lines whose bound is not in the family's layout, dropped", nil,
+		u64(pros.UnknownBuckets))
 
 	for _, p := range pushes {
 		st := p.push.Stats()

@@ -2,9 +2,10 @@
 # test.sh: statsbridge's whole test suite, on a fresh Debian machine with Go.
 #
 # It installs what the tests need and is missing (the Debian packages of the
-# servers the end-to-end tests start, and the Go modules), checks formatting
+# servers the end-to-end tests start: graphite-carbon, influxdb,
+# prometheus, prosody and prosody-modules; and the Go modules), checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
-# against real carbon-cache, influxd and prometheus included), fuzzes each
+# against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
 # parser briefly, and builds the release binary as the Dockerfile does.
 #
 # CI runs it (.ci/run) with CI=true: there a missing server fails the
@@ -17,9 +18,15 @@ FUZZTIME=${FUZZTIME:-15s}
 step() { printf '\n== %s\n' "$*"; }
 
 step "servers for the end-to-end tests"
+# Debian packages, each with a command that shows it is installed.
 missing=""
-for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus; do
-	command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus prosody:prosody \
+	/usr/lib/prosody/modules/mod_http_upload:prosody-modules; do
+	check=${pair%%:*}
+	case "$check" in
+	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;
+	*) command -v "$check" >/dev/null 2>&1 || missing="$missing ${pair#*:}" ;;
+	esac
 done
 if [ -n "$missing" ]; then
 	sudo=""

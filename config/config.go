@@ -53,7 +53,24 @@ const (
 
 // Prosody configures the Prosody dialect.
 type Prosody struct {
-	Prefix string `toml:"prefix"`
+	Prefix         string          `toml:"prefix"`
+	Hosts          []string        `toml:"hosts"`
+	MetricsURL     string          `toml:"metrics_url"`
+	MetricsRefresh Duration        `toml:"metrics_refresh"`
+	Families       []ProsodyFamily `toml:"family"`
+}
+
+// ProsodyFamily adds a family to the Prosody catalog, or replaces the one
+// with the same name or StatsD spelling: for third-party modules.
+type ProsodyFamily struct {
+	Name    string              `toml:"name"`
+	StatsD  string              `toml:"statsd"`
+	Type    string              `toml:"type"`
+	Unit    string              `toml:"unit"`
+	Help    string              `toml:"help"`
+	Labels  []string            `toml:"labels"`
+	Buckets []string            `toml:"buckets"`
+	Values  map[string][]string `toml:"values"`
 }
 
 // Mapping points at a statsd_exporter mapping file.
@@ -158,7 +175,7 @@ func Default() Config {
 			ExactSetMembers:   10000,
 			SourceLabel:       "",
 		},
-		Prosody: Prosody{Prefix: "prosody"},
+		Prosody: Prosody{Prefix: "prosody", Hosts: []string{}, MetricsRefresh: Duration(5 * time.Minute), Families: []ProsodyFamily{}},
 		Limits: Limits{
 			MaxSeries:           1_000_000,
 			MaxSeriesPerFamily:  100_000,

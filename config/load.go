@@ -129,6 +129,7 @@ var sinkDefaults = map[string]func() reflect.Value{
 	"graphite":     func() reflect.Value { return reflect.ValueOf(DefaultGraphite()) },
 	"influx":       func() reflect.Value { return reflect.ValueOf(DefaultInflux()) },
 	"remote_write": func() reflect.Value { return reflect.ValueOf(DefaultRemoteWrite()) },
+	"family":       func() reflect.Value { return reflect.ValueOf(ProsodyFamily{}) },
 }
 
 // fillDefaults copies def into every field of dst whose key the file did not

@@ -62,6 +62,16 @@ func (c *Config) validate(keys keyIndex) Errors {
 
 	v.check("prosody.prefix", !strings.ContainsAny(c.Prosody.Prefix, " \t\n:|"),
 		"%q cannot be a StatsD name prefix", c.Prosody.Prefix)
+	if c.Prosody.MetricsURL != "" {
+		v.httpURL("prosody.metrics_url", c.Prosody.MetricsURL)
+	}
+	v.check("prosody.metrics_refresh", c.Prosody.MetricsRefresh >= Duration(time.Second), "must be at least 1s")
+	for i, f := range c.Prosody.Families {
+		key := fmt.Sprintf("prosody.family[%d]", i)
+		v.check(key+".name", f.Name != "", "a family needs a name")
+		v.check(key+".statsd", f.StatsD != "", "a family needs its StatsD spelling")
+		v.oneOf(key+".type", f.Type, "counter", "gauge", "histogram", "summary")
+	}
 
 	v.check("limits.max_series", c.Limits.MaxSeries > 0, "must be more than 0")
 	v.check("limits.max_series_per_family", c.Limits.MaxSeriesPerFamily > 0, "must be more than 0")
