@@ -306,3 +306,27 @@ func TestUDPOverIPv6(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestTCPConnectionsQueuedAtStopAreRead: a client that connected and wrote
+// before the stop, but that the server had not accepted yet, is not lost.
+func TestTCPConnectionsQueuedAtStopAreRead(t *testing.T) {
+	rec := &recorder{}
+	srv, err := Listen(Config{TCP: []string{"127.0.0.1:0"}, MaxLine: 1024, TCPMaxConnections: 16,
+		NewHandler: func() Handler { return rec }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connect and write before anything accepts: the kernel queues it.
+	c, err := net.Dial("tcp", srv.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("queued:1|c\n"))
+	c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stopped before it ever ran
+	srv.Serve(ctx)
+	if got := strings.Join(rec.got(), " "); got != "queued=1" {
+		t.Errorf("got %q: the queued connection was lost", got)
+	}
+}

@@ -14,12 +14,21 @@ import (
 
 // tcpDrainTime is how long a connection keeps being read after a stop: what
 // the kernel holds comes at once; a client still sending is cut off.
-const tcpDrainTime = 200 * time.Millisecond
+// acceptDrainTime is how long the listener waits for queued connections
+// after a stop: the queue empties at once, so this bounds only the wait.
+const (
+	tcpDrainTime    = 200 * time.Millisecond
+	acceptDrainTime = 50 * time.Millisecond
+)
 
 // serveTCP accepts connections until ctx is done and waits for them to end.
+// A stop does not close the listener at once: connections the kernel has
+// already accepted wait in its queue with their data, so they are taken
+// and drained until the queue is empty, then the listener closes.
 func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader func() *Reader) {
-	stop := context.AfterFunc(ctx, func() { l.Close() })
+	stop := context.AfterFunc(ctx, func() { l.SetDeadline(time.Now().Add(acceptDrainTime)) })
 	defer stop()
+	defer l.Close()
 	var conns sync.WaitGroup
 	defer conns.Wait()
 	for {
