@@ -57,7 +57,10 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		counter("statsbridge_sink_batches", "Batches delivered", sink, u64(st.Batches.Load))
 		counter("statsbridge_sink_points", "Points delivered", sink, u64(st.Records.Load))
 		counter("statsbridge_sink_bytes", "Bytes delivered (before compression)", sink, u64(st.Bytes.Load))
-		counter("statsbridge_sink_failures", "Failed delivery attempts", sink, u64(st.Failures.Load))
+		for _, r := range sinks.FailureReasons() {
+			labels := model.Labels{{Name: "reason", Value: r.String()}, sink[0]}
+			counter("statsbridge_sink_failures", "Failed delivery attempts, by reason", labels, u64(st.Failures[r].Load))
+		}
 		counter("statsbridge_sink_retries", "Delivery attempts retried", sink, u64(st.Retries.Load))
 		counter("statsbridge_sink_skipped_values", "Values the backend cannot store (NaN, ±Inf), not sent", sink, u64(p.skipped))
 		for _, r := range sinks.DropReasons() {
@@ -66,8 +69,14 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		}
 		gauge("statsbridge_sink_queue_bytes", "Bytes waiting in the outage queue", sink,
 			func() float64 { return float64(st.QueueBytes.Load()) })
+		gauge("statsbridge_sink_spool_bytes", "Bytes waiting in the disk spool", sink,
+			func() float64 { return float64(st.SpoolBytes.Load()) })
+		counter("statsbridge_sink_spool_corrupt_records", "Spooled records lost to damage (bad checksums, torn writes)", sink,
+			u64(st.Corrupt.Load))
 		gauge("statsbridge_sink_last_delivery_seconds", "How long the last delivered batch took", sink,
 			func() float64 { return float64(st.LatencyNs.Load()) / 1e9 })
+		counter("statsbridge_sink_delivery_seconds", "Time spent delivering batches (divide by batches for the mean)", sink,
+			func() float64 { return float64(st.DeliveryNs.Load()) / 1e9 })
 	}
 }
 

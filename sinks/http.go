@@ -54,6 +54,11 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
+// StatusError is an answer that is not a success.
+type StatusError struct{ Answer }
+
+func (e *StatusError) Error() string { return e.Answer.String() }
+
 // Classify is the default reading of an answer: 2xx delivered; 400 and 413
 // refuse the content (split the batch); 429 and 5xx are worth a retry, after
 // Retry-After when given; other codes (401, 403, 404: configuration errors)
@@ -63,11 +68,11 @@ func Classify(a Answer) error {
 	case a.Status >= 200 && a.Status < 300:
 		return nil
 	case a.Status == http.StatusBadRequest, a.Status == http.StatusRequestEntityTooLarge:
-		return &Rejected{Err: fmt.Errorf("%s", a)}
+		return &Rejected{Err: &StatusError{a}}
 	case a.RetryAfter > 0:
-		return &RetryAfter{Err: fmt.Errorf("%s", a), After: a.RetryAfter}
+		return &RetryAfter{Err: &StatusError{a}, After: a.RetryAfter}
 	default:
-		return fmt.Errorf("%s", a)
+		return &StatusError{a}
 	}
 }
 

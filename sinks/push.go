@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +67,10 @@ type Options struct {
 	Batch       cork.Limits
 	QueueBytes  int
 	MaxRetryAge time.Duration // 0: retry until the queue overflows
-	Logger      *slog.Logger
+	// Spool, when set, takes what overflows the memory queue and what
+	// shutdown could not deliver. The Push owns it from then on.
+	Spool  *Spool
+	Logger *slog.Logger
 }
 
 // Stats are a push sink's counters.
@@ -74,10 +79,68 @@ type Stats struct {
 	Records    atomic.Uint64 // records (points) delivered
 	Bytes      atomic.Uint64
 	Retries    atomic.Uint64
-	Failures   atomic.Uint64 // failed attempts
+	Failures   [numFailureReasons]atomic.Uint64 // failed attempts
 	Dropped    [numDropReasons]atomic.Uint64
 	QueueBytes atomic.Int64
-	LatencyNs  atomic.Int64 // of the last delivered batch
+	SpoolBytes atomic.Int64
+	Corrupt    atomic.Uint64 // spooled records lost to damage
+	LatencyNs  atomic.Int64  // of the last delivered batch
+	// DeliveryNs adds up the time delivered batches took, for the mean
+	// (with Batches).
+	DeliveryNs atomic.Int64
+}
+
+// FailureReason says why an attempt to deliver failed.
+type FailureReason uint8
+
+// The reasons an attempt fails.
+const (
+	FailNetwork     FailureReason = iota // connecting, writing or reading failed
+	FailTimeout                          // the backend did not answer in time
+	FailThrottled                        // HTTP 429
+	FailServerError                      // HTTP 5xx
+	FailClientError                      // other HTTP 4xx: usually configuration
+	FailRejected                         // the backend refused the content
+	FailPermanent                        // retrying cannot mend it
+	numFailureReasons
+)
+
+var failureNames = [numFailureReasons]string{"network", "timeout", "throttled", "server_error", "client_error", "rejected", "permanent"}
+
+func (r FailureReason) String() string { return failureNames[r] }
+
+// FailureReasons lists them all.
+func FailureReasons() []FailureReason {
+	out := make([]FailureReason, numFailureReasons)
+	for i := range out {
+		out[i] = FailureReason(i)
+	}
+	return out
+}
+
+// failureReason classifies a Transport's error.
+func failureReason(err error) FailureReason {
+	var rej *Rejected
+	var perm *Permanent
+	var st *StatusError
+	var ne net.Error
+	switch {
+	case errors.As(err, &rej):
+		return FailRejected
+	case errors.As(err, &perm):
+		return FailPermanent
+	case errors.As(err, &st):
+		switch {
+		case st.Status == http.StatusTooManyRequests:
+			return FailThrottled
+		case st.Status >= 500:
+			return FailServerError
+		}
+		return FailClientError
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return FailTimeout
+	}
+	return FailNetwork
 }
 
 // DropReason says why records were given up.
@@ -85,15 +148,17 @@ type DropReason uint8
 
 // The reasons a push sink gives records up.
 const (
-	DropQueueFull DropReason = iota // the outage queue overflowed: the oldest go
-	DropRetryAge                    // retried for longer than max_retry_age
-	DropRejected                    // the backend refused the record itself
-	DropPermanent                   // a failure that retrying cannot mend
-	DropShutdown                    // undelivered when shutdown_timeout ran out
+	DropQueueFull  DropReason = iota // the outage queue overflowed: the oldest go
+	DropRetryAge                     // retried for longer than max_retry_age
+	DropRejected                     // the backend refused the record itself
+	DropPermanent                    // a failure that retrying cannot mend
+	DropShutdown                     // undelivered when shutdown_timeout ran out, with no spool
+	DropSpoolFull                    // the spool reached its size: its oldest go
+	DropSpoolError                   // the spool could not be written
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"queue_full", "retry_age", "rejected", "permanent", "shutdown"}
+var dropNames = [numDropReasons]string{"queue_full", "retry_age", "rejected", "permanent", "shutdown", "spool_full", "spool_error"}
 
 func (r DropReason) String() string { return dropNames[r] }
 
@@ -119,6 +184,7 @@ type Push struct {
 	mu      sync.Mutex
 	queue   []queued
 	qbytes  int
+	spool   *Spool
 	closed  bool
 	wake    chan struct{}
 	lastLog time.Time // rejections are logged at most once an interval
@@ -127,6 +193,9 @@ type Push struct {
 type queued struct {
 	batch   cork.Batch
 	created time.Time
+	// spooled marks a batch read from the spool: it stays there until it
+	// is delivered.
+	spooled bool
 }
 
 // NewPush returns a push sink. Run must be called to deliver.
@@ -134,8 +203,11 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Push{opts: opts, enc: enc, transport: t, wake: make(chan struct{}, 1)}
+	p := &Push{opts: opts, enc: enc, transport: t, wake: make(chan struct{}, 1), spool: opts.Spool}
 	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
+	if p.spool != nil {
+		p.stats.SpoolBytes.Store(p.spool.Bytes())
+	}
 	return p
 }
 
@@ -158,15 +230,33 @@ func (p *Push) enqueue(b cork.Batch) {
 	p.queue = append(p.queue, queued{batch: b, created: time.Now()})
 	p.qbytes += len(b.Data)
 	for p.qbytes > p.opts.QueueBytes && len(p.queue) > 1 {
-		// The newest batch always gets in; the oldest waiting ones make room.
+		// The newest batch always gets in; the oldest waiting ones make
+		// room, on disk when there is a spool. So the spool always holds
+		// older batches than memory, and delivery takes it first.
 		oldest := p.queue[0]
 		p.queue = p.queue[1:]
 		p.qbytes -= len(oldest.batch.Data)
-		p.stats.Dropped[DropQueueFull].Add(uint64(oldest.batch.Len()))
+		p.overflow(oldest, DropQueueFull)
 	}
 	p.stats.QueueBytes.Store(int64(p.qbytes))
 	p.mu.Unlock()
 	p.signal()
+}
+
+// overflow puts a batch in the spool, or drops it for reason when there is
+// none. p.mu is held.
+func (p *Push) overflow(q queued, reason DropReason) {
+	if p.spool == nil {
+		p.stats.Dropped[reason].Add(uint64(q.batch.Len()))
+		return
+	}
+	dropped, err := p.spool.Append(q.batch, q.created)
+	p.stats.Dropped[DropSpoolFull].Add(uint64(dropped))
+	if err != nil {
+		p.stats.Dropped[DropSpoolError].Add(uint64(q.batch.Len()))
+		p.opts.Logger.Error("could not write to the spool; the batch is dropped", "sink", p.opts.Name, "err", err)
+	}
+	p.stats.SpoolBytes.Store(p.spool.Bytes())
 }
 
 func (p *Push) signal() {
@@ -184,20 +274,25 @@ func (p *Push) Close() {
 	p.signal()
 }
 
-// Run delivers batches until Close was called and the queue is empty, or
-// until ctx is done (whatever is still queued is then counted as dropped).
-// The batch being delivered is taken out of the queue, so that an overflow
-// can only drop batches that wait.
+// Run delivers batches until Close was called and the queues are empty, or
+// until ctx is done: what is left then goes to the spool, or is counted as
+// dropped without one. The batch being delivered is taken out of the queue,
+// so that an overflow only ever moves batches that wait.
 func (p *Push) Run(ctx context.Context) {
 	var work []queued // the batch in hand, or the parts it was split into
 	defer func() {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		for _, q := range append(work, p.queue...) {
-			p.stats.Dropped[DropShutdown].Add(uint64(q.batch.Len()))
+			if !q.spooled { // a spooled batch is still in the spool
+				p.overflow(q, DropShutdown)
+			}
 		}
 		p.queue, p.qbytes = nil, 0
 		p.stats.QueueBytes.Store(0)
-		p.mu.Unlock()
+		if p.spool != nil {
+			p.spool.Close()
+		}
 	}()
 	backoff := newBackoff()
 	for {
@@ -223,29 +318,31 @@ func (p *Push) Run(ctx context.Context) {
 			return
 		}
 		if err == nil {
+			took := int64(time.Since(start))
 			p.stats.Batches.Add(1)
 			p.stats.Records.Add(uint64(q.batch.Len()))
 			p.stats.Bytes.Add(uint64(len(q.batch.Data)))
-			p.stats.LatencyNs.Store(int64(time.Since(start)))
-			work = work[1:]
+			p.stats.LatencyNs.Store(took)
+			p.stats.DeliveryNs.Add(took)
+			work = p.done(work)
 			backoff.reset()
 			continue
 		}
-		p.stats.Failures.Add(1)
+		p.stats.Failures[failureReason(err)].Add(1)
 		var rej *Rejected
 		var perm *Permanent
 		switch {
 		case errors.As(err, &rej):
-			work = append(p.rejected(q, rej), work[1:]...)
+			work = append(p.rejected(q, rej), p.done(work)...)
 			backoff.reset()
 		case errors.As(err, &perm):
 			p.logOnce("backend refused a batch for good; dropped", err, q.batch.Len())
 			p.stats.Dropped[DropPermanent].Add(uint64(q.batch.Len()))
-			work = work[1:]
+			work = p.done(work)
 		case p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge:
 			p.logOnce("giving up a batch older than max_retry_age", err, q.batch.Len())
 			p.stats.Dropped[DropRetryAge].Add(uint64(q.batch.Len()))
-			work = work[1:]
+			work = p.done(work)
 		default:
 			p.stats.Retries.Add(1)
 			delay := backoff.next()
@@ -282,11 +379,36 @@ func (p *Push) rejected(q queued, rej *Rejected) []queued {
 	}
 }
 
-// take removes the oldest batch from the queue. closed reports that the
-// queue is empty and no more batches will come.
+// done finishes the batch in hand (work[0]): a spooled one leaves the
+// spool now.
+func (p *Push) done(work []queued) []queued {
+	if work[0].spooled {
+		p.mu.Lock()
+		if err := p.spool.Ack(); err != nil {
+			p.opts.Logger.Error("could not remove a delivered batch from the spool", "sink", p.opts.Name, "err", err)
+		}
+		p.stats.SpoolBytes.Store(p.spool.Bytes())
+		p.mu.Unlock()
+	}
+	return work[1:]
+}
+
+// take hands out the oldest batch: the spool's first, then the memory
+// queue's, which it removes. closed reports that both are empty and no more
+// batches will come.
 func (p *Push) take() (q queued, ok, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.spool != nil && !p.spool.Empty() {
+		b, created, ok, err := p.spool.Peek()
+		p.stats.Corrupt.Store(p.spool.Corrupt)
+		if err != nil {
+			p.opts.Logger.Error("could not read the spool", "sink", p.opts.Name, "err", err)
+		}
+		if ok {
+			return queued{batch: b, created: created, spooled: true}, true, false
+		}
+	}
 	if len(p.queue) == 0 {
 		return queued{}, false, p.closed
 	}

@@ -204,3 +204,90 @@ func TestAStuckBackendFillsOnlyItsQueue(t *testing.T) {
 		t.Errorf("queue not emptied at cut-off: %d", n)
 	}
 }
+
+// TestOverflowGoesToTheSpoolAndComesBackInOrder: while the backend hangs,
+// what overflows the memory queue goes to disk; once it answers, every
+// batch arrives, oldest first.
+func TestOverflowGoesToTheSpoolAndComesBackInOrder(t *testing.T) {
+	spool, err := OpenSpool(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := &textEncoder{}
+	tr := &fakeTransport{answer: func([]string) error { return nil }, gate: make(chan struct{})}
+	p := newTestPush(enc, tr, Options{Batch: cork.Limits{Records: 1, Bytes: 1 << 20}, QueueBytes: 20, Spool: spool})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	var want []string
+	for i := 0; i < 100; i++ {
+		r := fmt.Sprintf("r%03d", i)
+		want = append(want, r)
+		enc.next = []string{r}
+		p.Flush(&model.Flush{})
+	}
+	if p.Stats().SpoolBytes.Load() == 0 || p.Stats().Dropped[DropQueueFull].Load() != 0 {
+		t.Fatalf("spool %d bytes, dropped %d", p.Stats().SpoolBytes.Load(), p.Stats().Dropped[DropQueueFull].Load())
+	}
+	close(tr.gate) // the backend answers again
+	p.Close()
+	<-done
+	if got := tr.got(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("delivered %v", got)
+	}
+	if p.Stats().SpoolBytes.Load() != 0 {
+		t.Errorf("spool not empty: %d bytes", p.Stats().SpoolBytes.Load())
+	}
+}
+
+// TestShutdownSpoolsWhatItCouldNotDeliver: at the shutdown deadline what is
+// left goes to the spool, and the next run delivers it first.
+func TestShutdownSpoolsWhatItCouldNotDeliver(t *testing.T) {
+	dir := t.TempDir()
+	spool, _ := OpenSpool(dir, 1<<20)
+	enc := &textEncoder{}
+	down := &fakeTransport{answer: func([]string) error { return errors.New("connection refused") }}
+	p := newTestPush(enc, down, Options{Spool: spool})
+	for _, r := range []string{"a", "b", "c"} {
+		enc.next = []string{r}
+		p.Flush(&model.Flush{})
+	}
+	p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	p.Run(ctx) // the shutdown deadline passes with the backend down
+	cancel()
+	if n := p.Stats().Dropped[DropShutdown].Load(); n != 0 {
+		t.Fatalf("%d dropped at shutdown with a spool", n)
+	}
+
+	spool, _ = OpenSpool(dir, 1<<20)
+	up := &fakeTransport{answer: func([]string) error { return nil }}
+	next := newTestPush(enc, up, Options{Spool: spool})
+	enc.next = []string{"d"}
+	next.Flush(&model.Flush{})
+	next.Close()
+	next.Run(context.Background())
+	if got := strings.Join(up.got(), ""); got != "abcd" {
+		t.Errorf("the next run delivered %q, want the spooled abc first, then d", got)
+	}
+}
+
+func TestFailureReasons(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want FailureReason
+	}{
+		{errors.New("dial tcp: connection refused"), FailNetwork},
+		{context.DeadlineExceeded, FailTimeout},
+		{&StatusError{Answer{Status: 503}}, FailServerError},
+		{&RetryAfter{Err: &StatusError{Answer{Status: 429}}}, FailThrottled},
+		{&StatusError{Answer{Status: 404}}, FailClientError},
+		{&Rejected{Err: &StatusError{Answer{Status: 400}}}, FailRejected},
+		{&Permanent{Err: errors.New("bad")}, FailPermanent},
+	} {
+		if got := failureReason(tt.err); got != tt.want {
+			t.Errorf("%v: %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

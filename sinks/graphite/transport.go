@@ -15,15 +15,35 @@ import (
 )
 
 // Transport writes batches to carbon over one TCP connection, reconnecting
-// after any error. Carbon does not acknowledge lines, so a batch counts as
-// delivered once the kernel took it.
+// after any error.
+//
+// Carbon acknowledges nothing: a write succeeds once the kernel has the
+// bytes, and a carbon that stops (or dies) right then loses what it had not
+// read. So the transport keeps what it wrote on the current connection in
+// the last replayWindow, and when that connection turns out to be gone it
+// writes those lines again on the next one before anything new. Carbon
+// stores a path's point per timestamp, so a line written twice is stored
+// once.
 type Transport struct {
 	addr    string
 	timeout time.Duration
 
-	mu   sync.Mutex
-	conn net.Conn
+	mu     sync.Mutex
+	conn   net.Conn
+	recent []written // on the current connection, oldest first
+	size   int
+	replay []written // to write first on the next connection
 }
+
+type written struct {
+	at   time.Time
+	data []byte
+}
+
+const (
+	replayWindow = 10 * time.Second
+	replayBytes  = 8 << 20
+)
 
 // NewTransport returns a transport to a carbon plaintext listener.
 func NewTransport(addr string, timeout time.Duration) *Transport {
@@ -35,8 +55,7 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conn != nil && peerClosed(t.conn) {
-		t.conn.Close()
-		t.conn = nil
+		t.drop()
 	}
 	if t.conn == nil {
 		d := net.Dialer{Timeout: t.timeout}
@@ -45,14 +64,40 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 			return fmt.Errorf("connecting to carbon: %w", err)
 		}
 		t.conn = conn
+		for len(t.replay) > 0 {
+			if err := t.write(t.replay[0].data); err != nil {
+				return err
+			}
+			t.replay = t.replay[1:]
+		}
 	}
+	return t.write(b.Data)
+}
+
+// write writes on the current connection and remembers what it wrote.
+func (t *Transport) write(data []byte) error {
 	t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.conn.Write(b.Data); err != nil {
-		t.conn.Close()
-		t.conn = nil
+	if _, err := t.conn.Write(data); err != nil {
+		t.drop()
 		return fmt.Errorf("writing to carbon: %w", err)
 	}
+	now := time.Now()
+	t.recent = append(t.recent, written{at: now, data: data})
+	t.size += len(data)
+	for len(t.recent) > 0 && (now.Sub(t.recent[0].at) > replayWindow || t.size > replayBytes) {
+		t.size -= len(t.recent[0].data)
+		t.recent = t.recent[1:]
+	}
 	return nil
+}
+
+// drop closes a connection found gone; what was written on it lately is
+// written again on the next.
+func (t *Transport) drop() {
+	t.conn.Close()
+	t.conn = nil
+	t.replay = append(t.recent, t.replay...)
+	t.recent, t.size = nil, 0
 }
 
 // peerClosed reports whether carbon closed the connection. Carbon never
@@ -85,4 +130,5 @@ func (t *Transport) Close() {
 		t.conn.Close()
 		t.conn = nil
 	}
+	t.recent, t.replay, t.size = nil, nil, 0
 }

@@ -107,3 +107,39 @@ func TestTimersCarryEtsysStatistics(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestCreateDatabase: a missing 1.x database is created, and the batch
+// written, when create_database is set.
+func TestCreateDatabase(t *testing.T) {
+	created := false
+	var queries []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/query":
+			r.ParseForm()
+			queries = append(queries, r.Form.Get("q"))
+			created = true
+			w.WriteHeader(200)
+		case "/write":
+			if !created {
+				w.WriteHeader(404)
+				io.WriteString(w, `{"error":"database not found: \"metrics\""}`)
+				return
+			}
+			w.WriteHeader(204)
+		}
+	}))
+	defer srv.Close()
+	batch := cork.Batch{Data: []byte("m value=1 1\n"), Ends: []int{12}}
+	without, _ := NewTransport(TransportOptions{URL: srv.URL + "/write?db=metrics", Timeout: time.Second})
+	if err := without.Send(context.Background(), batch); err == nil || created {
+		t.Fatalf("without create_database: %v, created %v", err, created)
+	}
+	with, _ := NewTransport(TransportOptions{URL: srv.URL + "/write?db=metrics", Timeout: time.Second, CreateDatabase: true})
+	if err := with.Send(context.Background(), batch); err != nil {
+		t.Fatalf("with create_database: %v", err)
+	}
+	if len(queries) != 1 || queries[0] != `CREATE DATABASE "metrics"` {
+		t.Errorf("queries %q", queries)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -23,16 +24,21 @@ type TransportOptions struct {
 	Password string
 	Gzip     bool
 	Timeout  time.Duration
+	// CreateDatabase creates a missing 1.x database (CREATE DATABASE is
+	// idempotent) rather than waiting for an operator to.
+	CreateDatabase bool
 }
 
 // Transport posts batches of line protocol.
 type Transport struct {
-	url    string
-	header http.Header
-	gzip   bool
-	client *http.Client
-	zbuf   bytes.Buffer
-	zw     *gzip.Writer
+	url      string
+	header   http.Header
+	gzip     bool
+	client   *http.Client
+	zbuf     bytes.Buffer
+	zw       *gzip.Writer
+	createDB string // the database to create when missing, or ""
+	queryURL string
 }
 
 // NewTransport returns a transport for a validated URL.
@@ -49,6 +55,13 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 		h.Set("Authorization", "Token "+o.Token)
 	}
 	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout)}
+	if o.CreateDatabase && strings.HasSuffix(u.Path, "/write") {
+		t.createDB = q.Get("db")
+		qu := *u
+		qu.Path = strings.TrimSuffix(u.Path, "/write") + "/query"
+		qu.RawQuery = ""
+		t.queryURL = qu.String()
+	}
 	if o.Username != "" {
 		req, _ := http.NewRequest(http.MethodPost, t.url, nil)
 		req.SetBasicAuth(o.Username, o.Password)
@@ -64,8 +77,33 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 // Send implements sinks.Transport. A 400 that says "partial write" means
 // InfluxDB stored the good lines and refused the rest: that batch must not
 // be sent again. A 404 is a missing database: retried, so the data waits
-// until an operator creates it.
+// until an operator creates it, or created with create_database.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
+	err := t.send(ctx, b)
+	var st *sinks.StatusError
+	if t.createDB != "" && errors.As(err, &st) && st.Status == http.StatusNotFound && strings.Contains(st.Body, "database not found") {
+		if cerr := t.createDatabase(ctx); cerr != nil {
+			return fmt.Errorf("%w; creating the database failed: %v", err, cerr)
+		}
+		return t.send(ctx, b)
+	}
+	return err
+}
+
+func (t *Transport) createDatabase(ctx context.Context) error {
+	body := url.Values{"q": {fmt.Sprintf("CREATE DATABASE %q", t.createDB)}}.Encode()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	if auth := t.header.Get("Authorization"); auth != "" {
+		h.Set("Authorization", auth)
+	}
+	a, err := sinks.Post(ctx, t.client, t.queryURL, h, []byte(body))
+	if err != nil {
+		return err
+	}
+	return sinks.Classify(a)
+}
+
+func (t *Transport) send(ctx context.Context, b cork.Batch) error {
 	body := b.Data
 	if t.gzip {
 		t.zbuf.Reset()

@@ -1,0 +1,80 @@
+package graphite
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statsbridge/statsbridge/cork"
+)
+
+// TestLinesACarbonDidNotReadAreWrittenAgain: carbon closes the connection
+// with a batch unread in its socket; the next connection carries it again.
+func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	var received []string
+	firstRead := make(chan struct{})
+	go func() {
+		// The first connection: read one line, then stop reading and close,
+		// as a carbon that shuts down does.
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		mu.Lock()
+		received = append(received, strings.TrimSpace(line))
+		mu.Unlock()
+		close(firstRead)
+		time.Sleep(100 * time.Millisecond) // "batch 2" arrives unread
+		c.Close()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				mu.Lock()
+				received = append(received, sc.Text())
+				mu.Unlock()
+			}
+		}
+	}()
+	tr := NewTransport(l.Addr().String(), time.Second)
+	defer tr.Close()
+	send := func(line string) {
+		t.Helper()
+		data := []byte(line + "\n")
+		if err := tr.Send(context.Background(), cork.Batch{Data: data, Ends: []int{len(data)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("a 1 1")
+	<-firstRead
+	send("b 2 2") // into the kernel of a connection about to go
+	time.Sleep(300 * time.Millisecond)
+	send("c 3 3")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := strings.Join(received, ",")
+		mu.Unlock()
+		if strings.Contains(got, "b 2 2") && strings.HasSuffix(got, "c 3 3") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("carbon received %q: the unread batch was lost", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
