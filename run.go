@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -283,8 +286,11 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			ExternalLabels:  externalLabels(g.ExternalLabels),
 		})
 		t := graphite.NewTransport(g.Address, g.Timeout.D())
-		p := sinks.NewPush(pushOptions(fmt.Sprintf("graphite[%d]", i), g.Push, logger), enc, t)
-		out = append(out, pushSink{push: p, target: "graphite " + g.Address, skipped: enc.Skipped.Load, close: t.Close})
+		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, g.Push, logger)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "graphite " + g.Address, skipped: enc.Skipped.Load, close: t.Close})
 	}
 	for i, in := range cfg.Influx {
 		enc := influx.NewEncoder(influx.Options{
@@ -294,13 +300,16 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		})
 		t, err := influx.NewTransport(influx.TransportOptions{
 			URL: in.URL, Token: in.Token.Reveal(), Username: in.Username, Password: in.Password.Reveal(),
-			Gzip: in.Gzip, Timeout: in.Timeout.D(),
+			Gzip: in.Gzip, Timeout: in.Timeout.D(), CreateDatabase: in.CreateDatabase,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("influx[%d]: %w", i, err)
 		}
-		p := sinks.NewPush(pushOptions(fmt.Sprintf("influx[%d]", i), in.Push, logger), enc, t)
-		out = append(out, pushSink{push: p, target: "influx " + redactURL(in.URL), skipped: enc.Skipped.Load, close: func() {}})
+		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Push, logger)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + redactURL(in.URL), skipped: enc.Skipped.Load, close: func() {}})
 	}
 	for i, rw := range cfg.RemoteWrite {
 		enc := remotewrite.NewEncoder(remotewrite.Options{
@@ -316,8 +325,11 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
 		}
 		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
-		p := sinks.NewPush(pushOptions(fmt.Sprintf("remote_write[%d]", i), rw.Push, logger), enc, t)
-		out = append(out, pushSink{push: p, target: "remote_write " + redactURL(rw.URL), skipped: func() uint64 { return 0 }, close: func() {}})
+		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, rw.Push, logger)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + redactURL(rw.URL), skipped: func() uint64 { return 0 }, close: func() {}})
 	}
 	return out, nil
 }
@@ -328,14 +340,31 @@ var graphiteLayouts = map[string]graphite.Layout{
 	config.LayoutTags:  graphite.Tags,
 }
 
-func pushOptions(name string, p config.Push, logger *slog.Logger) sinks.Options {
-	return sinks.Options{
+// pushOptions builds a push sink's delivery options, opening its spool.
+// A sink's spool lives in a subdirectory named after its target, so that
+// reordering or adding sinks never hands one backend's data to another.
+func pushOptions(name, target string, p config.Push, logger *slog.Logger) (sinks.Options, error) {
+	o := sinks.Options{
 		Name:        name,
 		Batch:       cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
 		QueueBytes:  int(p.QueueSize),
 		MaxRetryAge: p.MaxRetryAge.D(),
 		Logger:      logger,
 	}
+	if p.SpoolDir != "" {
+		sum := sha256.Sum256([]byte(target))
+		kind, _, _ := strings.Cut(target, " ")
+		dir := filepath.Join(p.SpoolDir, kind+"-"+hex.EncodeToString(sum[:6]))
+		spool, err := sinks.OpenSpool(dir, int64(p.SpoolSize))
+		if err != nil {
+			return o, fmt.Errorf("%s: spool_dir: %w", name, err)
+		}
+		if !spool.Empty() {
+			logger.Info("delivering what an earlier run spooled", "sink", name, "bytes", spool.Bytes(), "dir", dir)
+		}
+		o.Spool = spool
+	}
+	return o, nil
 }
 
 func externalLabels(m map[string]string) model.Labels {

@@ -103,6 +103,8 @@ type Push struct {
 	BatchSize      int               `toml:"batch_size"`
 	BatchBytes     ByteSize          `toml:"batch_bytes"`
 	QueueSize      ByteSize          `toml:"queue_size"`
+	SpoolDir       string            `toml:"spool_dir"`
+	SpoolSize      ByteSize          `toml:"spool_size"`
 	MaxRetryAge    Duration          `toml:"max_retry_age"`
 	Timeout        Duration          `toml:"timeout"`
 }
@@ -138,6 +140,8 @@ type Influx struct {
 	Password     Secret `toml:"password"`
 	PasswordFile string `toml:"password_file"`
 	Gzip         bool   `toml:"gzip"`
+	// CreateDatabase creates a missing InfluxDB 1.x database.
+	CreateDatabase bool `toml:"create_database"`
 	Push
 }
 
@@ -202,6 +206,7 @@ func DefaultPush() Push {
 		BatchSize:      1000,
 		BatchBytes:     1 << 20,
 		QueueSize:      64 << 20,
+		SpoolSize:      1 << 30,
 		MaxRetryAge:    Duration(5 * time.Minute),
 		Timeout:        Duration(10 * time.Second),
 	}

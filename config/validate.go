@@ -229,6 +229,7 @@ func (v *validator) push(prefix string, p *Push, counters ...string) {
 	v.check(prefix+"batch_size", p.BatchSize > 0, "must be more than 0")
 	v.check(prefix+"batch_bytes", p.BatchBytes >= 1024, "must be at least 1KiB")
 	v.check(prefix+"queue_size", p.QueueSize >= p.BatchBytes, "must be at least batch_bytes")
+	v.check(prefix+"spool_size", p.SpoolSize >= 2*p.BatchBytes, "must be at least twice batch_bytes")
 	v.check(prefix+"max_retry_age", p.MaxRetryAge >= 0, "must not be negative")
 	v.check(prefix+"timeout", p.Timeout > 0, "must be more than 0")
 	for name, value := range p.ExternalLabels {

@@ -134,7 +134,8 @@ url = "%s/api/v1/write"
 			t.Fatalf("prosodyctl register %s: %v\n%s", user, err, out)
 		}
 	}
-	startServer(t, "prosody", exec.Command(prosodyBin, "-F", "--config", cfg), tcpReady(fmt.Sprintf("127.0.0.1:%d", c2s)))
+	startServer(t, "prosody", func() *exec.Cmd { return exec.Command(prosodyBin, "-F", "--config", cfg) },
+		tcpReady(fmt.Sprintf("127.0.0.1:%d", c2s)))
 
 	activity := exec.Command(python, "../testdata/prosody/tools/activity.py",
 		strconv.Itoa(c2s), strconv.Itoa(s2s), strconv.Itoa(http), "3")

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // need finds a server binary. Without it the test is skipped, but under
 // CI=true it fails: CI must prove the end-to-end tests ran.
-func need(t *testing.T, name string) string {
+func need(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
@@ -231,7 +231,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 
 // freePort returns a TCP port that was free a moment ago, for servers that
 // cannot report the port they picked.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

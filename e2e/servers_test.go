@@ -22,44 +22,56 @@ import (
 	"time"
 )
 
-// server is a backend process that is stopped when its test ends.
+// server is a backend process that is stopped when its test ends. It can
+// be stopped and started again on the same data and port.
 type server struct {
 	name   string
+	mk     func() *exec.Cmd
+	ready  func() bool
 	cmd    *exec.Cmd
 	log    *logBuffer
 	exited chan struct{}
 }
 
-func startServer(t *testing.T, name string, cmd *exec.Cmd, ready func() bool) *server {
+func startServer(t testing.TB, name string, mk func() *exec.Cmd, ready func() bool) *server {
 	t.Helper()
-	s := &server{name: name, cmd: cmd, log: &logBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() { cmd.Wait(); close(s.exited) }()
+	s := &server{name: name, mk: mk, ready: ready, log: &logBuffer{}}
+	s.start(t)
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, s.log.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !ready() {
-		select {
-		case <-s.exited:
-			t.Fatalf("%s exited at start:\n%s", name, s.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 20s:\n%s", name, s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	return s
 }
 
-// stop ends the server with SIGTERM (each of them flushes and exits on it).
+func (s *server) start(t testing.TB) {
+	t.Helper()
+	s.cmd = s.mk()
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", s.name, err)
+	}
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() { s.cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.ready() {
+		select {
+		case <-exited:
+			t.Fatalf("%s exited at start:\n%s", s.name, s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 20s:\n%s", s.name, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the server with SIGTERM (each of them flushes and exits on it)
+// and waits for it to exit.
 func (s *server) stop() {
 	select {
 	case <-s.exited:
@@ -104,7 +116,7 @@ type carbon struct {
 	whisper string
 }
 
-func startCarbon(t *testing.T) *carbon {
+func startCarbon(t testing.TB) *carbon {
 	t.Helper()
 	bin := need(t, "carbon-cache")
 	dir := t.TempDir()
@@ -145,9 +157,11 @@ LOG_LISTENER_CONN_SUCCESS = False
 	write(t, filepath.Join(dir, "conf/storage-schemas.conf"), "[default]\npattern = .*\nretentions = 1s:1d\n")
 	write(t, filepath.Join(dir, "conf/storage-aggregation.conf"), "[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--config="+filepath.Join(dir, "conf/carbon.conf"), "--nodaemon",
-		"--pidfile="+filepath.Join(dir, "carbon-cache.pid"), "start")
-	s := startServer(t, "carbon-cache", cmd, tcpReady(addr))
+	mk := func() *exec.Cmd {
+		return exec.Command(bin, "--config="+filepath.Join(dir, "conf/carbon.conf"), "--nodaemon",
+			"--pidfile="+filepath.Join(dir, "carbon-cache.pid"), "start")
+	}
+	s := startServer(t, "carbon-cache", mk, tcpReady(addr))
 	return &carbon{server: s, Addr: addr, whisper: filepath.Join(dir, "storage/whisper")}
 }
 
@@ -159,7 +173,7 @@ type whisperPoint struct {
 
 // points reads a plain (untagged) metric's whisper file: every slot that
 // holds a point of the last day, in time order. A missing file is no points.
-func (c *carbon) points(t *testing.T, path string) []whisperPoint {
+func (c *carbon) points(t testing.TB, path string) []whisperPoint {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(c.whisper, strings.ReplaceAll(path, ".", "/")+".wsp"))
 	if os.IsNotExist(err) {
@@ -175,7 +189,7 @@ func (c *carbon) points(t *testing.T, path string) []whisperPoint {
 // max retention, xFilesFactor, archive count), 12 bytes per archive (offset,
 // seconds per point, points), then 12-byte points (uint32 time, float64
 // value), all big-endian. Only the first (finest) archive is read.
-func readWhisper(t *testing.T, data []byte) []whisperPoint {
+func readWhisper(t testing.TB, data []byte) []whisperPoint {
 	t.Helper()
 	be := binary.BigEndian
 	if len(data) < 28 {
@@ -210,7 +224,7 @@ type influxd struct {
 	URL string
 }
 
-func startInflux(t *testing.T) *influxd {
+func startInflux(t testing.TB) *influxd {
 	t.Helper()
 	bin := need(t, "influxd")
 	dir := t.TempDir()
@@ -237,14 +251,17 @@ bind-address = "127.0.0.1:%[2]d"
   suppress-logo = true
 `, dir, rpc, port)
 	write(t, filepath.Join(dir, "influxdb.conf"), conf)
-	cmd := exec.Command(bin, "run", "-config", filepath.Join(dir, "influxdb.conf"), "-pidfile", filepath.Join(dir, "influxd.pid"))
-	cmd.Env = filterEnv("INFLUXDB_")
+	mk := func() *exec.Cmd {
+		cmd := exec.Command(bin, "run", "-config", filepath.Join(dir, "influxdb.conf"), "-pidfile", filepath.Join(dir, "influxd.pid"))
+		cmd.Env = filterEnv("INFLUXDB_")
+		return cmd
+	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	s := startServer(t, "influxd", cmd, httpReady(u+"/ping", http.StatusNoContent))
+	s := startServer(t, "influxd", mk, httpReady(u+"/ping", http.StatusNoContent))
 	return &influxd{server: s, URL: u}
 }
 
-func (i *influxd) createDB(t *testing.T, name string) {
+func (i *influxd) createDB(t testing.TB, name string) {
 	t.Helper()
 	resp, err := http.PostForm(i.URL+"/query", url.Values{"q": {"CREATE DATABASE " + name}})
 	if err != nil {
@@ -257,13 +274,28 @@ func (i *influxd) createDB(t *testing.T, name string) {
 }
 
 // query runs InfluxQL and returns the rows of the first series (times in
-// milliseconds), or none.
-func (i *influxd) query(t *testing.T, db, q string) [][]any {
+// milliseconds), or none. An error answer fails the test.
+func (i *influxd) query(t testing.TB, db, q string) [][]any {
 	t.Helper()
+	rows, err := i.tryQuery(db, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// queryOptional is query for a database that may not exist yet: an error
+// answer is no rows.
+func (i *influxd) queryOptional(t testing.TB, db, q string) [][]any {
+	rows, _ := i.tryQuery(db, q)
+	return rows
+}
+
+func (i *influxd) tryQuery(db, q string) ([][]any, error) {
 	u := i.URL + "/query?" + url.Values{"db": {db}, "q": {q}, "epoch": {"ms"}}.Encode()
 	resp, err := http.Get(u)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -276,15 +308,15 @@ func (i *influxd) query(t *testing.T, db, q string) [][]any {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(body, &out); err != nil {
-		t.Fatalf("influx answer %q: %v", body, err)
+		return nil, fmt.Errorf("influx answer %q: %v", body, err)
 	}
 	if len(out.Results) == 0 || out.Results[0].Error != "" {
-		t.Fatalf("influx query %q: %s", q, body)
+		return nil, fmt.Errorf("influx query %q: %s", q, body)
 	}
 	if len(out.Results[0].Series) == 0 {
-		return nil
+		return nil, nil
 	}
-	return out.Results[0].Series[0].Values
+	return out.Results[0].Series[0].Values, nil
 }
 
 // prometheus is a Prometheus 2.x with the remote-write receiver on and no
@@ -294,21 +326,23 @@ type prometheus struct {
 	URL string
 }
 
-func startPrometheus(t *testing.T) *prometheus {
+func startPrometheus(t testing.TB) *prometheus {
 	t.Helper()
 	bin := need(t, "prometheus")
 	dir := t.TempDir()
 	port := freePort(t)
 	write(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-	cmd := exec.Command(bin,
-		"--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--storage.tsdb.retention.time=1d",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
-		"--web.enable-remote-write-receiver",
-		"--log.level=warn")
+	mk := func() *exec.Cmd {
+		return exec.Command(bin,
+			"--config.file="+filepath.Join(dir, "prometheus.yml"),
+			"--storage.tsdb.path="+filepath.Join(dir, "data"),
+			"--storage.tsdb.retention.time=1d",
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
+			"--web.enable-remote-write-receiver",
+			"--log.level=warn")
+	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	s := startServer(t, "prometheus", cmd, httpReady(u+"/-/ready", http.StatusOK))
+	s := startServer(t, "prometheus", mk, httpReady(u+"/-/ready", http.StatusOK))
 	return &prometheus{server: s, URL: u}
 }
 
@@ -321,10 +355,17 @@ type promSample struct {
 
 // samples returns the raw samples of selector over the last window (a
 // range-vector query: no lookback interpolation).
-func (p *prometheus) samples(t *testing.T, selector string, window time.Duration) []promSample {
+func (p *prometheus) samples(t testing.TB, selector string, window time.Duration) []promSample {
+	t.Helper()
+	return p.samplesUntil(t, selector, window, time.Now())
+}
+
+// samplesUntil returns the raw samples of selector over the window that
+// ends at until.
+func (p *prometheus) samplesUntil(t testing.TB, selector string, window time.Duration, until time.Time) []promSample {
 	t.Helper()
 	q := fmt.Sprintf("%s[%ds]", selector, int(window.Seconds()))
-	u := p.URL + "/api/v1/query?" + url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}.Encode()
+	u := p.URL + "/api/v1/query?" + url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(until.UnixMilli())/1000, 'f', 3, 64)}}.Encode()
 	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +394,7 @@ func (p *prometheus) samples(t *testing.T, selector string, window time.Duration
 	return ss
 }
 
-func write(t *testing.T, path, content string) {
+func write(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
