@@ -328,7 +328,8 @@ func (p *Push) Run(ctx context.Context) {
 			backoff.reset()
 			continue
 		}
-		p.stats.Failures[failureReason(err)].Add(1)
+		reason := failureReason(err)
+		p.stats.Failures[reason].Add(1)
 		var rej *Rejected
 		var perm *Permanent
 		switch {
@@ -339,7 +340,10 @@ func (p *Push) Run(ctx context.Context) {
 			p.logOnce("backend refused a batch for good; dropped", err, q.batch.Len())
 			p.stats.Dropped[DropPermanent].Add(uint64(q.batch.Len()))
 			work = p.done(work)
-		case p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge:
+		// A configuration error (a missing database, credentials) keeps its
+		// data, bounded only by the queue and spool, until an operator
+		// mends it: the age limit is for backends that fail.
+		case p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge && reason != FailClientError:
 			p.logOnce("giving up a batch older than max_retry_age", err, q.batch.Len())
 			p.stats.Dropped[DropRetryAge].Add(uint64(q.batch.Len()))
 			work = p.done(work)
@@ -350,7 +354,12 @@ func (p *Push) Run(ctx context.Context) {
 			if errors.As(err, &ra) && ra.After > delay {
 				delay = ra.After
 			}
-			p.opts.Logger.Warn("delivery failed; will retry", "sink", p.opts.Name, "err", err, "in", delay.Round(time.Millisecond))
+			if reason == FailClientError {
+				p.opts.Logger.Error("the backend refuses this sink's configuration (URL, database or credentials); the data waits until it is mended",
+					"sink", p.opts.Name, "answer", err.Error(), "retry_in", delay.Round(time.Millisecond))
+			} else {
+				p.opts.Logger.Warn("delivery failed; will retry", "sink", p.opts.Name, "err", err, "in", delay.Round(time.Millisecond))
+			}
 			select {
 			case <-ctx.Done():
 				return

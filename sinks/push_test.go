@@ -291,3 +291,33 @@ func TestFailureReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestAConfigurationErrorKeepsItsData: a missing database (404) is not given
+// up at max_retry_age; the data is delivered once the operator mends it.
+func TestAConfigurationErrorKeepsItsData(t *testing.T) {
+	var mu sync.Mutex
+	mended := false
+	enc := &textEncoder{}
+	tr := &fakeTransport{answer: func([]string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !mended {
+			return &StatusError{Answer{Status: 404, Body: `{"error":"database not found: \"x\""}`}}
+		}
+		return nil
+	}}
+	p := newTestPush(enc, tr, Options{MaxRetryAge: 100 * time.Millisecond})
+	enc.next = []string{"kept"}
+	p.Flush(&model.Flush{})
+	p.Close()
+	go func() {
+		time.Sleep(600 * time.Millisecond) // well past max_retry_age
+		mu.Lock()
+		mended = true
+		mu.Unlock()
+	}()
+	p.Run(context.Background())
+	if got := tr.got(); len(got) != 1 || p.Stats().Dropped[DropRetryAge].Load() != 0 {
+		t.Errorf("delivered %v, dropped %d at max_retry_age", got, p.Stats().Dropped[DropRetryAge].Load())
+	}
+}
