@@ -181,3 +181,23 @@ func TestDiscoverFailures(t *testing.T) {
 		t.Error("garbage was taken for a page")
 	}
 }
+
+// TestAnOverrideReplacesABuiltInLayout: Prosody 13.0's layout for smacks'
+// resumption_age, given in the configuration, maps 13.0's bucket lines.
+func TestAnOverrideReplacesABuiltInLayout(t *testing.T) {
+	line := "prosody.prosody_mod_smacks.resumption_age_seconds.localhost.bucket.12"
+	if mp, _ := testMapper().Map(line, ingest.Counter, nil); !mp.Drop {
+		t.Fatalf("13.0's bucket 12 is not in the built-in 0.12 layout, yet it mapped: %+v", mp)
+	}
+	override := Entry{Name: "prosody_mod_smacks__resumption_age_seconds", StatsD: "prosody_mod_smacks.resumption_age_seconds",
+		Type: "histogram", Unit: "seconds", Labels: []string{"host"},
+		Buckets: []string{"0", "1", "12", "60", "360", "900", "1440", "3600", "14400", "86400"}}
+	if err := override.Check(); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMapper("prosody", Merge(Builtin(), []Entry{override}), []string{"localhost"}, NewState())
+	mp, ok := m.Map(line, ingest.Counter, nil)
+	if !ok || mp.Drop || mp.Part != model.PartBucket(2) || len(mp.Family.Buckets) != 11 {
+		t.Errorf("with the override: %+v", mp)
+	}
+}
