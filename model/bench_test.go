@@ -72,9 +72,10 @@ func BenchmarkUpdateExistingSeries(b *testing.B) {
 		for i := range batch {
 			p.Parse(lines[(i*37)%names], &batch[i])
 		}
+		w.Handle(batch) // sets the writer's clock and mapper generation
 		n := 0
 		for pb.Next() {
-			w.apply(&batch[n%256], 1)
+			w.apply(&batch[n%256])
 			n++
 		}
 	})

@@ -101,7 +101,7 @@ type Model struct {
 	mu       sync.RWMutex
 	families map[string]*familyEntry
 	byID     map[string]*Series
-	nseries  int
+	nseries  atomic.Int64 // written under mu; read without it
 
 	dropped   [numDropReasons]atomic.Uint64
 	conflicts atomic.Uint64
@@ -109,8 +109,9 @@ type Model struct {
 }
 
 type mapperSet struct {
-	mappers   []Mapper
-	observers ObserverDefaults
+	mappers    []Mapper
+	observers  ObserverDefaults
+	generation uint64
 }
 
 type cacheShard struct {
@@ -155,14 +156,21 @@ func New(opts Options) *Model {
 	for i := range m.cache {
 		m.cache[i].m = map[string]binding{}
 	}
-	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers})
+	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers, generation: 1})
 	return m
 }
+
+// refusalMemory is how long a name refused at a limit stays refused before
+// the model looks again (a series may have expired and made room).
+const refusalMemory = 10 * time.Second
 
 // SetMappers replaces the mappers (a reloaded mapping file) and forgets every
 // cached name, so that names map anew. Series already made keep their state.
 func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
-	m.mappers.Store(&mapperSet{mappers: mappers, observers: observers})
+	next := &mapperSet{mappers: mappers, observers: observers, generation: m.mappers.Load().generation + 1}
+	m.mappers.Store(next)
+	// Clearing frees the memory; the generation makes a binding made with
+	// the old mappers while this runs a miss.
 	for i := range m.cache {
 		sh := &m.cache[i]
 		sh.mu.Lock()
@@ -175,8 +183,10 @@ func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 // reader's scratch space, so that applying a sample to a series that exists
 // allocates nothing.
 type Writer struct {
-	m   *Model
-	key []byte
+	m          *Model
+	key        []byte
+	now        int64
+	generation uint64
 }
 
 // NewWriter returns a Writer for one reader goroutine.
@@ -184,29 +194,36 @@ func (m *Model) NewWriter() *Writer { return &Writer{m: m} }
 
 // Handle applies a batch of samples. It implements ingest.Handler.
 func (w *Writer) Handle(batch []ingest.Sample) {
-	now := w.m.now().UnixNano()
+	w.now = w.m.now().UnixNano()
+	w.generation = w.m.mappers.Load().generation
 	for i := range batch {
-		w.apply(&batch[i], now)
+		w.apply(&batch[i])
 	}
 }
 
-func (w *Writer) apply(smp *ingest.Sample, now int64) {
+func (w *Writer) apply(smp *ingest.Sample) {
 	w.key = appendCacheKey(w.key[:0], smp)
 	shard := &w.m.cache[maphash.Bytes(w.m.seed, w.key)%cacheShards]
 	shard.mu.RLock()
 	b, ok := shard.m[string(w.key)]
 	shard.mu.RUnlock()
-	if ok {
-		if b.drop {
+	if ok && b.generation == w.generation {
+		switch {
+		case b.drop:
 			w.m.dropped[DropMapping].Add(1)
 			return
-		}
-		if b.series.apply(&b, smp, now, &w.m.limits) {
+		case b.series == nil && w.now < b.until:
+			return // refused at a limit: counted when it was refused
+		case b.series != nil && b.series.apply(&b, smp, w.now, &w.m.limits):
 			return
 		}
 	}
-	if b, ok = w.m.bind(shard, w.key, smp, now); ok && !b.drop {
-		b.series.apply(&b, smp, now, &w.m.limits)
+	// A series can expire between its binding and its sample: bind again.
+	for range 3 {
+		b, ok = w.m.bind(shard, w.key, smp, w.now)
+		if !ok || b.series.apply(&b, smp, w.now, &w.m.limits) {
+			return
+		}
 	}
 }
 
@@ -228,10 +245,11 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 // its series, creating family and series as needed, and caches the result.
 // It reports false when the sample must be dropped.
 func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) (binding, bool) {
-	mapping := m.mapSample(smp)
+	ms := m.mappers.Load()
+	mapping := m.mapSample(ms, smp)
 	if mapping.Drop {
 		m.drop(DropMapping, string(smp.Name))
-		m.cacheBinding(shard, key, binding{drop: true})
+		m.cacheBinding(shard, key, binding{drop: true, generation: ms.generation})
 		return binding{}, false
 	}
 	if r, bad := m.checkLimits(&mapping); bad {
@@ -242,21 +260,27 @@ func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int6
 
 	m.mu.Lock()
 	s := m.byID[id]
-	if s == nil {
+	var refused DropReason
+	switch {
+	case s == nil:
 		key := mapping.Key
 		if key == "" {
 			key = string(smp.Name)
 		}
-		s = m.register(&mapping, key, tagLabels(smp.Tags), id, now)
-	} else if s.kind != mapping.Kind {
+		s, refused = m.register(&mapping, key, tagLabels(smp.Tags), id, now)
+	case s.kind != mapping.Kind:
 		s = nil
 		m.conflict(mapping.Family.Name)
 	}
 	m.mu.Unlock()
 	if s == nil {
+		if refused.SeriesLimit() {
+			m.cacheBinding(shard, key, binding{refused: refused, until: now + int64(refusalMemory), generation: ms.generation})
+		}
 		return binding{}, false
 	}
-	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
+	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
+		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
 	m.cacheBinding(shard, key, b)
 	return b, true
 }
@@ -274,8 +298,7 @@ func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
 }
 
 // mapSample runs the mappers in order, then the default mapping.
-func (m *Model) mapSample(smp *ingest.Sample) Mapping {
-	ms := m.mappers.Load()
+func (m *Model) mapSample(ms *mapperSet, smp *ingest.Sample) Mapping {
 	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
 	for _, mp := range ms.mappers {
@@ -306,19 +329,19 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 
 // register creates a series (and its family when new). m.mu is held. A name
 // whose family exists with another kind or shape is a conflict: the family
-// stays as it is.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) *Series {
+// stays as it is. A series refused at a limit returns the reason.
+func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, DropReason) {
 	fe := m.families[mp.Family.Name]
 	switch {
 	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
 		m.conflict(mp.Family.Name)
-		return nil
-	case m.nseries >= m.opts.MaxSeries:
+		return nil, 0
+	case m.nseries.Load() >= int64(m.opts.MaxSeries):
 		m.drop(DropMaxSeries, mp.Family.Name)
-		return nil
+		return nil, DropMaxSeries
 	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
 		m.drop(DropMaxSeriesPerFamily, mp.Family.Name)
-		return nil
+		return nil, DropMaxSeriesPerFamily
 	}
 	if fe == nil {
 		f := mp.Family
@@ -330,8 +353,8 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	s := newSeries(fe.family, mp.Kind, mp.Labels, key, tags, mp.TTL, now)
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
-	m.nseries++
-	return s
+	m.nseries.Add(1)
+	return s, 0
 }
 
 // drop counts a dropped sample and logs the family it concerned, at most once
@@ -386,12 +409,8 @@ func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 	m.byID[id] = s
 }
 
-// Series returns how many series the model holds.
-func (m *Model) Series() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.nseries
-}
+// Series returns how many series the model holds (self-metrics aside).
+func (m *Model) Series() int { return int(m.nseries.Load()) }
 
 // Flush is one flush interval's snapshot: a point for every live series.
 // The points, and what they point to, are valid until the Flush is
@@ -473,10 +492,9 @@ func (m *Model) expire(now int64) {
 			if ttl == 0 {
 				ttl = m.opts.SeriesTTL
 			}
-			if ttl > 0 && s.idleSince(now-int64(ttl)) {
-				s.removed.Store(true)
+			if ttl > 0 && s.expireIfIdle(now-int64(ttl)) {
 				delete(m.byID, identity(name, s.labels))
-				m.nseries--
+				m.nseries.Add(-1)
 				removed++
 				continue
 			}

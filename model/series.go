@@ -85,7 +85,15 @@ type binding struct {
 	// toSeconds divides a timer's values by 1000 for the histogram; the
 	// interval statistics keep the client's milliseconds.
 	toSeconds bool
-	drop      bool
+	// drop is a mapping's action: drop; refused (with until) a sample
+	// refused at a limit, remembered for a while so that a flood of new
+	// names past a cap does not take the registry lock for every line.
+	drop    bool
+	refused DropReason
+	until   int64
+	// generation is the mapper set the binding was made with: a reload
+	// makes every older binding a miss.
+	generation uint64
 }
 
 // apply applies one sample. It reports false when the series has expired, so
@@ -189,15 +197,20 @@ func (sn *snapshotter) reset() {
 // concurrent update lands either in this snapshot or in the next, never in
 // both or neither.
 func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
+	// A self-metric's value is read before the lock: reading it may take
+	// other locks (the model's), and the order is always model, then series.
+	var read float64
+	if s.read != nil {
+		read = s.read()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.read != nil {
-		v := s.read()
 		if s.kind == KindCounter {
-			s.delta += v - s.value
+			s.delta += read - s.value
 		}
-		s.touched = s.touched || v != s.value
-		s.value = v
+		s.touched = s.touched || read != s.value
+		s.value = read
 	}
 	*p = Point{Series: s, Touched: s.touched, Value: s.value, Delta: s.delta}
 	switch s.kind {
@@ -232,9 +245,16 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	}
 }
 
-// idleSince reports whether no sample arrived after t (unix nanoseconds).
-func (s *Series) idleSince(t int64) bool {
+// expireIfIdle removes the series when no sample arrived after t (unix
+// nanoseconds). The check and the mark happen under the series' lock, so a
+// sample is either applied before (and the series stays) or finds it
+// removed (and its writer binds the name again).
+func (s *Series) expireIfIdle(t int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.read == nil && s.lastSeen < t
+	if s.read != nil || s.lastSeen >= t {
+		return false
+	}
+	s.removed.Store(true)
+	return true
 }

@@ -1,0 +1,138 @@
+package model
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/statsbridge/statsbridge/ingest"
+)
+
+// TestScrapesAndExpiringFlushesDoNotDeadlock: a scrape reads the
+// statsbridge_model_series self-metric (which asks the model) while a flush
+// with a TTL expires series (which holds the model and takes series locks).
+func TestScrapesAndExpiringFlushesDoNotDeadlock(t *testing.T) {
+	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: time.Hour})
+	m.Register(Family{Name: "statsbridge_model_series", Type: Gauge}, nil, func() float64 { return float64(m.Series()) })
+	p := ingest.Parser{}
+	batch := make([]ingest.Sample, 20000)
+	for i := range batch {
+		p.Parse(fmt.Appendf(nil, "a%d:1|g", i), &batch[i])
+	}
+	m.NewWriter().Handle(batch)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				m.Gather(func(*Family, []Point) {})
+			}
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 50; i++ {
+			f := &Flush{}
+			f.End = time.Now()
+			m.Collect(f)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		close(stop)
+	case <-time.After(60 * time.Second):
+		t.Fatal("flushes and scrapes deadlocked")
+	}
+}
+
+// TestExpiryNeverLosesAConcurrentSample: samples applied while their idle
+// series expire land either before the expiry (and keep the series) or in a
+// new series; every one of them is flushed.
+func TestExpiryNeverLosesAConcurrentSample(t *testing.T) {
+	const n = 3000
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_000_000, 0).UnixNano())
+	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: 10 * time.Second,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	p := ingest.Parser{}
+	parse := func() []ingest.Sample {
+		b := make([]ingest.Sample, n)
+		for i := range b {
+			p.Parse(fmt.Appendf(nil, "c%d:1|c", i), &b[i])
+		}
+		return b
+	}
+	total := 0.0
+	collect := func() {
+		f := &Flush{}
+		f.End = time.Unix(0, clock.Load())
+		m.Collect(f)
+		for _, pt := range f.Points {
+			total += pt.Delta
+		}
+	}
+	for round := 0; round < 30; round++ {
+		m.NewWriter().Handle(parse())
+		collect()
+		clock.Add(int64(11 * time.Second)) // every series is now idle past its TTL
+		var wg sync.WaitGroup
+		late := parse()
+		wg.Go(func() { m.NewWriter().Handle(late) })
+		collect() // expires them while the late samples arrive
+		wg.Wait()
+		collect()
+		clock.Add(int64(11 * time.Second))
+		collect()
+	}
+	if want := float64(2 * n * 30); total != want {
+		t.Fatalf("%v increments flushed of %v applied", total, want)
+	}
+}
+
+// TestRefusalsAreRememberedThenLookedAtAgain: past max_series a new name is
+// refused without taking the registry lock again for a while; once room is
+// made (a series expired), it is looked at again.
+func TestRefusalsAreRememberedThenLookedAtAgain(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := New(Options{MaxSeries: 1, MaxSeriesPerFamily: 10, SeriesTTL: 5 * time.Second, Now: func() time.Time { return now }})
+	feed(t, m, "first:1|c", "second:1|c", "second:1|c", "second:1|c")
+	if m.Dropped(DropMaxSeries) != 1 {
+		t.Errorf("refusals counted %d: the remembered refusal should count once", m.Dropped(DropMaxSeries))
+	}
+	now = now.Add(refusalMemory + time.Second) // first expires, the refusal is forgotten
+	collectAt(m, now)
+	feed(t, m, "second:1|c")
+	if p, ok := collectAt(m, now)["second"]; !ok || p.Value != 1 {
+		t.Errorf("second after room was made: %+v, %v", p, ok)
+	}
+}
+
+// TestAReloadMakesOlderBindingsMisses: a binding made with the mappers
+// before a reload is not used after it.
+func TestAReloadMakesOlderBindingsMisses(t *testing.T) {
+	m := New(Options{MaxSeries: 10, MaxSeriesPerFamily: 10})
+	w := m.NewWriter()
+	p := ingest.Parser{}
+	batch := make([]ingest.Sample, 1)
+	p.Parse([]byte("app.hits:1|c"), &batch[0])
+	w.Handle(batch)
+	fm, _ := ParseMapping("mappings:\n- match: app.*\n  name: mapped_total\n")
+	// A binding cached with the old generation after the reload cleared the
+	// cache, as a bind racing SetMappers would leave it.
+	m.SetMappers([]Mapper{fm}, fm.Observers())
+	old := binding{series: collect(m)["app_hits"].Series, part: PartValue, generation: 1}
+	m.cacheBinding(&m.cache[0], []byte{}, old)
+	for i := range m.cache {
+		m.cache[i].m[string(appendCacheKey(nil, &batch[0]))] = old
+	}
+	w.Handle(batch)
+	got := collect(m)
+	if got["mapped"].Value != 1 || got["app_hits"].Delta != 0 {
+		t.Errorf("after the reload: mapped %+v, app_hits %+v", got["mapped"], got["app_hits"])
+	}
+}
