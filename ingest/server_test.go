@@ -330,3 +330,30 @@ func TestTCPConnectionsQueuedAtStopAreRead(t *testing.T) {
 		t.Errorf("got %q: the queued connection was lost", got)
 	}
 }
+
+// TestTCPTakesALineOfMaxLineWithCRLF: a line of exactly max_line bytes is
+// accepted over TCP with "\r\n" as with "\n", as over UDP, also when it
+// arrives a byte at a time.
+func TestTCPTakesALineOfMaxLineWithCRLF(t *testing.T) {
+	const maxLine = 600
+	ts := serve(t, Config{TCP: []string{"127.0.0.1:0"}, MaxLine: maxLine})
+	c, err := net.Dial("tcp", ts.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("n", maxLine-len(":1|c")) + ":1|c"
+	c.Write([]byte(line + "\r\n"))
+	for _, b := range []byte("slow:2|c\r\n") {
+		c.Write([]byte{b})
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.rec.got()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.stop()
+	if got := ts.rec.got(); len(got) != 2 || ts.Stats().BadLines[ReasonTooLong].Load() != 0 {
+		t.Errorf("accepted %d lines, %d too long", len(got), ts.Stats().BadLines[ReasonTooLong].Load())
+	}
+}

@@ -77,8 +77,9 @@ func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *Reader) {
 	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		from, _ = netip.AddrFromSlice(a.IP)
 	}
-	buf := make([]byte, max(s.cfg.MaxLine+1, 4096))
-	start, end := 0, 0  // buf[start:end] is read but not yet framed
+	// Room for a line of max_line bytes and its "\r\n".
+	buf := make([]byte, max(s.cfg.MaxLine+2, 4096))
+	start, end := 0, 0  // buf[start:end] is read but not yet framed: it holds no newline
 	discarding := false // inside an over-long line
 	for {
 		if s.cfg.TCPIdleTimeout > 0 && drainAt.Load() == 0 {
@@ -89,9 +90,12 @@ func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *Reader) {
 		}
 		n, err := conn.Read(buf[end:])
 		end += n
-		if last := bytes.LastIndexByte(buf[start:end], '\n'); last >= 0 {
-			chunk := buf[start : start+last+1]
-			start += last + 1
+		// Only the new bytes can hold a newline: a slow sender costs a scan
+		// of what it sends, not of the whole pending line each time.
+		if last := bytes.LastIndexByte(buf[end-n:end], '\n'); last >= 0 {
+			cut := end - n + last + 1
+			chunk := buf[start:cut]
+			start = cut
 			if discarding {
 				nl := bytes.IndexByte(chunk, '\n')
 				chunk, discarding = chunk[nl+1:], false
