@@ -71,8 +71,8 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 			func() float64 { return float64(st.QueueBytes.Load()) })
 		gauge("statsbridge_sink_spool_bytes", "Bytes waiting in the disk spool", sink,
 			func() float64 { return float64(st.SpoolBytes.Load()) })
-		counter("statsbridge_sink_spool_corrupt_records", "Spooled records lost to damage (bad checksums, torn writes)", sink,
-			u64(st.Corrupt.Load))
+		counter("statsbridge_sink_spool_damaged", "Times damage (a bad checksum, a torn write, an unreadable file) cut a spool segment short", sink,
+			u64(st.Damaged.Load))
 		gauge("statsbridge_sink_last_delivery_seconds", "How long the last delivered batch took", sink,
 			func() float64 { return float64(st.LatencyNs.Load()) / 1e9 })
 		counter("statsbridge_sink_delivery_seconds", "Time spent delivering batches (divide by batches for the mean)", sink,

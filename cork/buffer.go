@@ -101,6 +101,8 @@ func (b *Buffer) release() {
 		return
 	}
 	batch := b.pending
-	b.pending = Batch{Data: make([]byte, 0, cap(batch.Data)), Ends: make([]int, 0, cap(batch.Ends))}
+	// The next batch starts small: a batch waits in its sink's queue
+	// holding all its capacity, so it must not inherit a large one.
+	b.pending = Batch{}
 	b.emit(batch)
 }

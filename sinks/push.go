@@ -27,6 +27,13 @@ type Encoder interface {
 	Encode(f *model.Flush, buf *cork.Buffer)
 }
 
+// Unconfirmed is what a Transport may also offer: batches it took but
+// cannot tell were stored (carbon acknowledges nothing), for shutdown to
+// keep rather than lose.
+type Unconfirmed interface {
+	Unconfirmed() []cork.Batch
+}
+
 // Transport sends one batch to the backend. Its error says what to do next:
 // nil (delivered), a *Rejected (the backend refused the content: split the
 // batch to find the bad records), a *Permanent (never retry), or any other
@@ -83,7 +90,7 @@ type Stats struct {
 	Dropped    [numDropReasons]atomic.Uint64
 	QueueBytes atomic.Int64
 	SpoolBytes atomic.Int64
-	Corrupt    atomic.Uint64 // spooled records lost to damage
+	Damaged    atomic.Uint64 // spool segments cut short by damage
 	LatencyNs  atomic.Int64  // of the last delivered batch
 	// DeliveryNs adds up the time delivered batches took, for the mean
 	// (with Batches).
@@ -196,7 +203,12 @@ type queued struct {
 	// spooled marks a batch read from the spool: it stays there until it
 	// is delivered.
 	spooled bool
+	// parent is set on the parts a spooled batch was split into: the
+	// batch leaves the spool once all its parts are done.
+	parent *spooledParent
 }
+
+type spooledParent struct{ pending int }
 
 // NewPush returns a push sink. Run must be called to deliver.
 func NewPush(opts Options, enc Encoder, t Transport) *Push {
@@ -228,14 +240,14 @@ func (p *Push) Flush(f *model.Flush) {
 func (p *Push) enqueue(b cork.Batch) {
 	p.mu.Lock()
 	p.queue = append(p.queue, queued{batch: b, created: time.Now()})
-	p.qbytes += len(b.Data)
+	p.qbytes += cap(b.Data) // what it holds in memory, not only what it uses
 	for p.qbytes > p.opts.QueueBytes && len(p.queue) > 1 {
 		// The newest batch always gets in; the oldest waiting ones make
 		// room, on disk when there is a spool. So the spool always holds
 		// older batches than memory, and delivery takes it first.
 		oldest := p.queue[0]
 		p.queue = p.queue[1:]
-		p.qbytes -= len(oldest.batch.Data)
+		p.qbytes -= cap(oldest.batch.Data)
 		p.overflow(oldest, DropQueueFull)
 	}
 	p.stats.QueueBytes.Store(int64(p.qbytes))
@@ -283,14 +295,11 @@ func (p *Push) Run(ctx context.Context) {
 	defer func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for _, q := range append(work, p.queue...) {
-			if !q.spooled { // a spooled batch is still in the spool
-				p.overflow(q, DropShutdown)
-			}
-		}
+		p.keepAtShutdown(work)
 		p.queue, p.qbytes = nil, 0
 		p.stats.QueueBytes.Store(0)
 		if p.spool != nil {
+			p.stats.SpoolBytes.Store(p.spool.Bytes())
 			p.spool.Close()
 		}
 	}()
@@ -334,7 +343,12 @@ func (p *Push) Run(ctx context.Context) {
 		var perm *Permanent
 		switch {
 		case errors.As(err, &rej):
-			work = append(p.rejected(q, rej), p.done(work)...)
+			parts := p.rejected(q, rej)
+			if len(parts) == 0 {
+				work = p.done(work)
+			} else {
+				work = append(parts, work[1:]...)
+			}
 			backoff.reset()
 		case errors.As(err, &perm):
 			p.logOnce("backend refused a batch for good; dropped", err, q.batch.Len())
@@ -343,7 +357,9 @@ func (p *Push) Run(ctx context.Context) {
 		// A configuration error (a missing database, credentials) keeps its
 		// data, bounded only by the queue and spool, until an operator
 		// mends it: the age limit is for backends that fail.
-		case p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge && reason != FailClientError:
+		// With a spool, nothing is given up for age: spool_size bounds
+		// what waits.
+		case p.spool == nil && p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge && reason != FailClientError:
 			p.logOnce("giving up a batch older than max_retry_age", err, q.batch.Len())
 			p.stats.Dropped[DropRetryAge].Add(uint64(q.batch.Len()))
 			work = p.done(work)
@@ -369,6 +385,37 @@ func (p *Push) Run(ctx context.Context) {
 	}
 }
 
+// keepAtShutdown puts what is left in the spool, in delivery order: what
+// the transport could not confirm and what is in hand are older than
+// anything spooled (a batch is only taken from memory when the spool is
+// empty), so they go in front; the memory queue goes at the end. A spooled
+// batch in hand is still in the spool. Without a spool, all of it is
+// counted as dropped. p.mu is held.
+func (p *Push) keepAtShutdown(work []queued) {
+	var front []cork.Batch
+	if u, ok := p.transport.(Unconfirmed); ok {
+		front = append(front, u.Unconfirmed()...)
+	}
+	for _, q := range work {
+		if !q.spooled && q.parent == nil { // those are still in the spool
+			front = append(front, q.batch)
+		}
+	}
+	if p.spool == nil {
+		for _, b := range front {
+			p.stats.Dropped[DropShutdown].Add(uint64(b.Len()))
+		}
+	} else if err := p.spool.Prepend(front, time.Now()); err != nil {
+		for _, b := range front {
+			p.stats.Dropped[DropSpoolError].Add(uint64(b.Len()))
+		}
+		p.opts.Logger.Error("could not write to the spool at shutdown", "sink", p.opts.Name, "err", err)
+	}
+	for _, q := range p.queue {
+		p.overflow(q, DropShutdown)
+	}
+}
+
 // rejected handles a refusal of a batch's content and returns what is left
 // to send. A batch of several records is split in two, so that the refused
 // records are isolated and the good ones still go; a single refused record
@@ -380,7 +427,16 @@ func (p *Push) rejected(q queued, rej *Rejected) []queued {
 		return nil
 	case q.batch.Len() > 1:
 		first, second := q.batch.Split()
-		return []queued{{batch: first, created: q.created}, {batch: second, created: q.created}}
+		// The parts of a spooled batch keep it in the spool until both are
+		// done: a crash meanwhile delivers it again rather than losing them.
+		parent := q.parent
+		switch {
+		case q.spooled:
+			parent = &spooledParent{pending: 2}
+		case parent != nil:
+			parent.pending++ // one part became two
+		}
+		return []queued{{batch: first, created: q.created, parent: parent}, {batch: second, created: q.created, parent: parent}}
 	default:
 		p.logOnce("backend refused a record; dropped", rej, 1)
 		p.stats.Dropped[DropRejected].Add(1)
@@ -389,9 +445,15 @@ func (p *Push) rejected(q queued, rej *Rejected) []queued {
 }
 
 // done finishes the batch in hand (work[0]): a spooled one leaves the
-// spool now.
+// spool now, and so does one whose last part this was.
 func (p *Push) done(work []queued) []queued {
-	if work[0].spooled {
+	q := work[0]
+	last := q.spooled
+	if q.parent != nil {
+		q.parent.pending--
+		last = q.parent.pending == 0
+	}
+	if last {
 		p.mu.Lock()
 		if err := p.spool.Ack(); err != nil {
 			p.opts.Logger.Error("could not remove a delivered batch from the spool", "sink", p.opts.Name, "err", err)
@@ -410,7 +472,7 @@ func (p *Push) take() (q queued, ok, closed bool) {
 	defer p.mu.Unlock()
 	if p.spool != nil && !p.spool.Empty() {
 		b, created, ok, err := p.spool.Peek()
-		p.stats.Corrupt.Store(p.spool.Corrupt)
+		p.stats.Damaged.Store(p.spool.Damaged)
 		if err != nil {
 			p.opts.Logger.Error("could not read the spool", "sink", p.opts.Name, "err", err)
 		}
@@ -424,7 +486,7 @@ func (p *Push) take() (q queued, ok, closed bool) {
 	q = p.queue[0]
 	p.queue[0] = queued{}
 	p.queue = p.queue[1:]
-	p.qbytes -= len(q.batch.Data)
+	p.qbytes -= cap(q.batch.Data)
 	p.stats.QueueBytes.Store(int64(p.qbytes))
 	return q, true, false
 }

@@ -13,31 +13,38 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/statsbridge/statsbridge/cork"
 )
 
 // Spool is a push sink's queue on disk, for what does not fit the memory
 // queue while its backend is down, and for what shutdown could not deliver.
-// It is a directory of append-only segment files, read back oldest first:
+// It is a directory of segment files, read back in order of their numbers:
 //
 //	segment:  record*
 //	record:   length uint32 | crc32c(payload) uint32 | payload
 //	payload:  created unix nanoseconds uint64 | n uint32 | n record ends uint32 | data
 //
+// Segments are appended to and never rewritten. A "cursor" file says how far
+// the oldest segment was delivered, so a restart does not deliver it again;
+// a segment is deleted once all of it is delivered. After a crash between a
+// delivery and its cursor update, one batch is delivered twice, which the
+// backends store as the same points (they carry their timestamps).
+//
 // A record whose checksum fails, or a torn one at the end of a segment (a
 // crash mid-write), ends that segment's reading: the rest of it is skipped
-// and counted, never fatal. A segment is deleted once every record in it is
-// delivered; a crash before that delivers its records again, which the
-// backends take as the same points (they carry their timestamps). Past
-// maxBytes the oldest segment goes, counted.
+// and counted, never fatal. Past maxBytes the oldest segment goes, counted.
+// A lock file keeps two processes out of one directory.
 //
 // A Spool is not safe for concurrent use; its Push serialises access.
 type Spool struct {
 	dir        string
 	maxBytes   int64
 	segmentMax int64
+	lock       *os.File
 
-	segments []*segment // oldest first; the last is being written
+	segments []*segment // in reading order; the last is being written
 	file     *os.File   // the last segment, open for appending
 	bytes    int64
 
@@ -46,9 +53,14 @@ type Spool struct {
 	readBuf  []byte
 	readOff  int
 	readNext int // offset after the record handed out by Peek
+	cursor   struct {
+		seq uint64
+		off int
+	}
 
-	// Corrupt counts records lost to damage (checksums, torn tails).
-	Corrupt uint64
+	// Damaged counts the times damage (a bad checksum, a torn record, an
+	// unreadable segment) cut a segment's reading short.
+	Damaged uint64
 }
 
 type segment struct {
@@ -59,22 +71,44 @@ type segment struct {
 const (
 	spoolSuffix  = ".spool"
 	recordHeader = 8
-	crcTable     = crc32.Castagnoli
+	// firstSeq leaves room below it for segments put in front (Prepend).
+	firstSeq = 1 << 40
 )
 
-var castagnoli = crc32.MakeTable(crcTable)
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // OpenSpool opens (or creates) a spool directory. What an earlier run left
-// is kept and read first; writing starts a new segment, so that a torn tail
-// of the last run stays where it is.
+// is kept and read first, from where its cursor says; writing starts a new
+// segment, so that a torn tail of the last run stays where it is.
 func OpenSpool(dir string, maxBytes int64) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	s := &Spool{dir: dir, maxBytes: maxBytes, segmentMax: min(max(maxBytes/8, 64<<10), 8<<20)}
-	entries, err := os.ReadDir(dir)
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%s is in use by another sink or process: %w", dir, err)
+	}
+	s := &Spool{dir: dir, maxBytes: maxBytes, segmentMax: min(max(maxBytes/8, 64<<10), 8<<20), lock: lock}
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.rotate(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load lists the segments and the cursor an earlier run left.
+func (s *Spool) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
 	}
 	for _, e := range entries {
 		seq, ok := segmentSeq(e)
@@ -83,16 +117,20 @@ func OpenSpool(dir string, maxBytes int64) (*Spool, error) {
 		}
 		info, err := e.Info()
 		if err != nil {
-			return nil, err
+			return err
+		}
+		if info.Size() == 0 {
+			os.Remove(s.path(seq))
+			continue
 		}
 		s.segments = append(s.segments, &segment{seq: seq, size: info.Size()})
 		s.bytes += info.Size()
 	}
 	sort.Slice(s.segments, func(i, j int) bool { return s.segments[i].seq < s.segments[j].seq })
-	if err := s.rotate(); err != nil {
-		return nil, err
+	if b, err := os.ReadFile(filepath.Join(s.dir, "cursor")); err == nil {
+		fmt.Sscanf(string(b), "%d %d", &s.cursor.seq, &s.cursor.off)
 	}
-	return s, nil
+	return nil
 }
 
 func segmentSeq(e fs.DirEntry) (uint64, bool) {
@@ -111,14 +149,14 @@ func (s *Spool) path(seq uint64) string {
 // rotate starts a new segment for writing.
 func (s *Spool) rotate() error {
 	if s.file != nil {
-		if err := s.file.Close(); err != nil {
-			return err
-		}
+		// Records are written whole or cut off (see Append): a close error
+		// leaves nothing to mend, and must not stop the new segment.
+		_ = s.file.Close()
 		s.file = nil
 	}
-	seq := uint64(1)
+	seq := uint64(firstSeq)
 	if n := len(s.segments); n > 0 {
-		seq = s.segments[n-1].seq + 1
+		seq = max(s.segments[n-1].seq+1, firstSeq)
 	}
 	f, err := os.OpenFile(s.path(seq), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -145,22 +183,25 @@ func (s *Spool) Empty() bool {
 	return true
 }
 
-// Append writes a batch at the end of the spool. It returns how many
-// records (points) it had to drop from the oldest segments to stay within
-// its size.
-func (s *Spool) Append(b cork.Batch, created time.Time) (dropped int, err error) {
-	payload := make([]byte, 12+4*len(b.Ends), 12+4*len(b.Ends)+len(b.Data))
+func encodeRecord(b cork.Batch, created time.Time) []byte {
+	size := 12 + 4*len(b.Ends) + len(b.Data)
+	rec := make([]byte, recordHeader+12+4*len(b.Ends), recordHeader+size)
+	payload := rec[recordHeader:]
 	binary.LittleEndian.PutUint64(payload, uint64(created.UnixNano()))
 	binary.LittleEndian.PutUint32(payload[8:], uint32(len(b.Ends)))
 	for i, e := range b.Ends {
 		binary.LittleEndian.PutUint32(payload[12+4*i:], uint32(e))
 	}
-	payload = append(payload, b.Data...)
-	rec := make([]byte, recordHeader, recordHeader+len(payload))
-	binary.LittleEndian.PutUint32(rec, uint32(len(payload)))
-	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(payload, castagnoli))
-	rec = append(rec, payload...)
+	rec = append(rec, b.Data...)
+	binary.LittleEndian.PutUint32(rec, uint32(size))
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[recordHeader:], castagnoli))
+	return rec
+}
 
+// Append writes a batch at the end of the spool. It returns how many
+// points it had to drop from the oldest segments to stay within its size.
+func (s *Spool) Append(b cork.Batch, created time.Time) (dropped int, err error) {
+	rec := encodeRecord(b, created)
 	last := s.segments[len(s.segments)-1]
 	if last.size > 0 && last.size+int64(len(rec)) > s.segmentMax {
 		if err := s.rotate(); err != nil {
@@ -169,6 +210,12 @@ func (s *Spool) Append(b cork.Batch, created time.Time) (dropped int, err error)
 		last = s.segments[len(s.segments)-1]
 	}
 	if _, err := s.file.Write(rec); err != nil {
+		// A short write would end the segment's reading at its tear, and
+		// every record after it with it: cut it off, start a new segment.
+		s.file.Truncate(last.size)
+		if rerr := s.rotate(); rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
 		return 0, err
 	}
 	last.size += int64(len(rec))
@@ -183,34 +230,55 @@ func (s *Spool) Append(b cork.Batch, created time.Time) (dropped int, err error)
 	return dropped, nil
 }
 
-// dropOldest deletes the oldest segment and returns how many records it
-// still held.
+// Prepend writes batches in front of everything the spool holds, in the
+// order given: for batches older than all of it (those shutdown finds in
+// hand or in the memory queue's place).
+func (s *Spool) Prepend(batches []cork.Batch, created time.Time) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	seq := s.segments[0].seq - 1
+	var data []byte
+	for _, b := range batches {
+		data = append(data, encodeRecord(b, created)...)
+	}
+	if err := os.WriteFile(s.path(seq), data, 0o640); err != nil {
+		return err
+	}
+	s.segments = append([]*segment{{seq: seq, size: int64(len(data))}}, s.segments...)
+	s.bytes += int64(len(data))
+	return nil
+}
+
+// dropOldest deletes the oldest segment and returns how many points it
+// still held that had not been handed out.
 func (s *Spool) dropOldest() (int, error) {
 	seg := s.segments[0]
-	records := 0
+	points := 0
 	if seg.seq == s.readSeq && s.readBuf != nil {
-		records = countRecords(s.readBuf[s.readOff:])
+		// The batch Peek handed out is still being delivered.
+		points = countPoints(s.readBuf[s.readNext:])
 		s.readBuf, s.readOff, s.readNext, s.readSeq = nil, 0, 0, 0
 	} else if data, err := os.ReadFile(s.path(seg.seq)); err == nil {
-		records = countRecords(data)
+		points = countPoints(data)
 	}
 	s.segments = s.segments[1:]
 	s.bytes -= seg.size
-	return records, os.Remove(s.path(seg.seq))
+	return points, os.Remove(s.path(seg.seq))
 }
 
-// countRecords counts the points in well-formed records.
-func countRecords(data []byte) int {
+// countPoints counts the points in the well-formed records at the start of
+// data.
+func countPoints(data []byte) int {
 	n := 0
-	for len(data) >= recordHeader {
-		size := int(binary.LittleEndian.Uint32(data))
-		if len(data) < recordHeader+size || size < 12 {
-			break
+	for {
+		b, _, next, good := decodeRecord(data)
+		if !good {
+			return n
 		}
-		n += int(binary.LittleEndian.Uint32(data[recordHeader+8:]))
-		data = data[recordHeader+size:]
+		n += b.Len()
+		data = data[next:]
 	}
-	return n
 }
 
 // Peek returns the oldest batch without removing it: Ack removes it once it
@@ -228,24 +296,36 @@ func (s *Spool) Peek() (b cork.Batch, created time.Time, ok bool, err error) {
 			return b, created, true, nil
 		}
 		// Damaged: the rest of this segment cannot be trusted.
-		s.Corrupt += uint64(max(countRecords(s.readBuf[s.readOff:]), 1))
+		s.Damaged++
 		if err := s.finishSegment(); err != nil {
 			return cork.Batch{}, time.Time{}, false, err
 		}
 	}
 }
 
-// Ack removes the batch Peek returned.
+// Ack removes the batch Peek returned, and notes how far the segment is
+// delivered.
 func (s *Spool) Ack() error {
 	s.readOff = s.readNext
 	if s.readOff >= len(s.readBuf) {
 		return s.finishSegment()
 	}
-	return nil
+	s.cursor.seq, s.cursor.off = s.readSeq, s.readOff
+	return s.saveCursor()
 }
 
-// loadOldest reads the oldest segment with data. A segment still being
-// written is closed first, so that what is read no longer changes.
+func (s *Spool) saveCursor() error {
+	tmp := filepath.Join(s.dir, "cursor.tmp")
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", s.cursor.seq, s.cursor.off), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, "cursor"))
+}
+
+// loadOldest reads the oldest segment with data, from the cursor when an
+// earlier run left one in it. A segment still being written is closed
+// first, so that what is read no longer changes. An unreadable segment is
+// counted as damage and skipped.
 func (s *Spool) loadOldest() (bool, error) {
 	for len(s.segments) > 0 {
 		seg := s.segments[0]
@@ -265,9 +345,16 @@ func (s *Spool) loadOldest() (bool, error) {
 		}
 		data, err := os.ReadFile(s.path(seg.seq))
 		if err != nil {
-			return false, err
+			s.Damaged++
+			if err := s.remove(0); err != nil {
+				return false, err
+			}
+			continue
 		}
 		s.readSeq, s.readBuf, s.readOff, s.readNext = seg.seq, data, 0, 0
+		if s.cursor.seq == seg.seq && s.cursor.off <= len(data) {
+			s.readOff = s.cursor.off
+		}
 		return true, nil
 	}
 	return false, nil
@@ -289,6 +376,10 @@ func (s *Spool) remove(i int) error {
 	seg := s.segments[i]
 	s.segments = append(s.segments[:i], s.segments[i+1:]...)
 	s.bytes -= seg.size
+	if s.cursor.seq == seg.seq {
+		s.cursor.seq, s.cursor.off = 0, 0
+		os.Remove(filepath.Join(s.dir, "cursor"))
+	}
 	if err := os.Remove(s.path(seg.seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -301,7 +392,7 @@ func decodeRecord(data []byte) (b cork.Batch, created time.Time, next int, good 
 		return b, created, 0, false
 	}
 	size := int(binary.LittleEndian.Uint32(data))
-	if size < 12 || len(data) < recordHeader+size {
+	if size < 12 || len(data)-recordHeader < size {
 		return b, created, 0, false
 	}
 	payload := data[recordHeader : recordHeader+size]
@@ -310,7 +401,7 @@ func decodeRecord(data []byte) (b cork.Batch, created time.Time, next int, good 
 	}
 	created = time.Unix(0, int64(binary.LittleEndian.Uint64(payload)))
 	n := int(binary.LittleEndian.Uint32(payload[8:]))
-	if 12+4*n > size {
+	if n > (size-12)/4 {
 		return b, created, 0, false
 	}
 	b.Data = payload[12+4*n:]
@@ -323,18 +414,22 @@ func decodeRecord(data []byte) (b cork.Batch, created time.Time, next int, good 
 		}
 		b.Ends[i], prev = e, e
 	}
-	if n > 0 && prev != len(b.Data) {
+	if prev != len(b.Data) {
 		return cork.Batch{}, created, 0, false
 	}
 	return b, created, recordHeader + size, true
 }
 
-// Close closes the segment being written.
+// Close closes the segment being written and releases the directory.
 func (s *Spool) Close() error {
-	if s.file == nil {
-		return nil
+	var err error
+	if s.file != nil {
+		err = s.file.Close()
+		s.file = nil
 	}
-	err := s.file.Close()
-	s.file = nil
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+		s.lock = nil
+	}
 	return err
 }

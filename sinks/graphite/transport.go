@@ -36,8 +36,8 @@ type Transport struct {
 }
 
 type written struct {
-	at   time.Time
-	data []byte
+	at    time.Time
+	batch cork.Batch
 }
 
 const (
@@ -65,30 +65,49 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 		}
 		t.conn = conn
 		for len(t.replay) > 0 {
-			if err := t.write(t.replay[0].data); err != nil {
+			if err := t.write(ctx, t.replay[0].batch); err != nil {
 				return err
 			}
 			t.replay = t.replay[1:]
 		}
 	}
-	return t.write(b.Data)
+	return t.write(ctx, b)
 }
 
-// write writes on the current connection and remembers what it wrote.
-func (t *Transport) write(data []byte) error {
-	t.conn.SetWriteDeadline(time.Now().Add(t.timeout))
-	if _, err := t.conn.Write(data); err != nil {
+// write writes on the current connection and remembers what it wrote. It
+// gives up at the timeout, or sooner when ctx (a shutdown) says so.
+func (t *Transport) write(ctx context.Context, b cork.Batch) error {
+	deadline := time.Now().Add(t.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	t.conn.SetWriteDeadline(deadline)
+	if _, err := t.conn.Write(b.Data); err != nil {
 		t.drop()
 		return fmt.Errorf("writing to carbon: %w", err)
 	}
 	now := time.Now()
-	t.recent = append(t.recent, written{at: now, data: data})
-	t.size += len(data)
+	t.recent = append(t.recent, written{at: now, batch: b})
+	t.size += len(b.Data)
 	for len(t.recent) > 0 && (now.Sub(t.recent[0].at) > replayWindow || t.size > replayBytes) {
-		t.size -= len(t.recent[0].data)
+		t.size -= len(t.recent[0].batch.Data)
 		t.recent = t.recent[1:]
 	}
 	return nil
+}
+
+// Unconfirmed implements sinks.Unconfirmed: what was written on a
+// connection that turned out to be gone and not yet written again. The
+// transport forgets it, as its caller keeps it now.
+func (t *Transport) Unconfirmed() []cork.Batch {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]cork.Batch, len(t.replay))
+	for i, w := range t.replay {
+		out[i] = w.batch
+	}
+	t.replay = nil
+	return out
 }
 
 // drop closes a connection found gone; what was written on it lately is

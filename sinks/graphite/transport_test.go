@@ -22,7 +22,7 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 	defer l.Close()
 	var mu sync.Mutex
 	var received []string
-	firstRead := make(chan struct{})
+	firstRead, closeNow, closed := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		// The first connection: read one line, then stop reading and close,
 		// as a carbon that shuts down does.
@@ -35,8 +35,9 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 		received = append(received, strings.TrimSpace(line))
 		mu.Unlock()
 		close(firstRead)
-		time.Sleep(100 * time.Millisecond) // "batch 2" arrives unread
+		<-closeNow // "b 2 2" was written and is unread
 		c.Close()
+		close(closed)
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -62,7 +63,21 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 	send("a 1 1")
 	<-firstRead
 	send("b 2 2") // into the kernel of a connection about to go
-	time.Sleep(300 * time.Millisecond)
+	close(closeNow)
+	<-closed
+	// Wait until the close reached this side, as the next flush would.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		tr.mu.Lock()
+		gone := peerClosed(tr.conn)
+		tr.mu.Unlock()
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the close never showed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	send("c 3 3")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -76,5 +91,35 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 			t.Fatalf("carbon received %q: the unread batch was lost", got)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUnconfirmedHandsBackWhatAwaitsReplay: at shutdown the transport hands
+// back what it could not write again, and forgets it.
+func TestUnconfirmedHandsBackWhatAwaitsReplay(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close() // carbon goes away at once
+		}
+		l.Close() // and stays away
+	}()
+	tr := NewTransport(addr, time.Second)
+	defer tr.Close()
+	data := []byte("a 1 1\n")
+	tr.Send(context.Background(), cork.Batch{Data: data, Ends: []int{len(data)}})
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if tr.Send(context.Background(), cork.Batch{Data: []byte("b 2 2\n"), Ends: []int{6}}) != nil {
+			break // the dead connection was found and the redial failed
+		}
+	}
+	got := tr.Unconfirmed()
+	if len(got) == 0 || string(got[0].Data) != "a 1 1\n" {
+		t.Fatalf("unconfirmed %v", got)
+	}
+	if len(tr.Unconfirmed()) != 0 {
+		t.Error("handed back twice")
 	}
 }
