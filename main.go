@@ -138,8 +138,13 @@ func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
 		<-ctx.Done()
 		stop() // the next signal is not caught: it ends the process at once
 	}()
+	// SIGHUP stays caught until run has returned: its default action would
+	// end the process in the middle of a shutdown, before it spools.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	reloads := make(chan config.Config)
-	go watchHangups(ctx, c, reloads, logger)
+	go watchHangups(ctx, c, hup, reloads, logger)
 	if err := runFn(ctx, cfg, logger, hooks{reloads: reloads}); err != nil {
 		return cli.Exit("statsbridge: "+err.Error(), 1)
 	}
@@ -160,10 +165,7 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 
 // watchHangups re-reads the configuration on every SIGHUP until ctx is done.
 // A file with errors is refused with its errors logged.
-func watchHangups(ctx context.Context, c *cli.Context, reloads chan<- config.Config, logger *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func watchHangups(ctx context.Context, c *cli.Context, hup <-chan os.Signal, reloads chan<- config.Config, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -66,6 +67,13 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	if err != nil {
 		return err
 	}
+	warnAboutOrphanSpools(cfg, logger)
+
+	// Read Prosody's own page once before any name is bound, so that the
+	// families it describes get their help and unit from the start.
+	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
+		prosody.ReadOnce(ctx, prosodyState, cfg.Prosody.MetricsURL, logger)
+	}
 
 	statsd, err := ingest.Listen(ingestConfig(cfg, m, logger))
 	if err != nil {
@@ -118,7 +126,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	running.Go(func() { applyReloads(ctx, h.reloads, m, prosodyState, logger) })
 	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
 		running.Go(func() {
-			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger)
+			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger, false)
 		})
 	}
 	running.Wait()
@@ -286,7 +294,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			ExternalLabels:  externalLabels(g.ExternalLabels),
 		})
 		t := graphite.NewTransport(g.Address, g.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, g.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, graphiteShape(g), g.Push, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +313,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("influx[%d]: %w", i, err)
 		}
-		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Counters, in.Push, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -325,7 +333,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
 		}
 		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, rw.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -341,9 +349,10 @@ var graphiteLayouts = map[string]graphite.Layout{
 }
 
 // pushOptions builds a push sink's delivery options, opening its spool.
-// A sink's spool lives in a subdirectory named after its target, so that
+// A sink's spool lives in a subdirectory named after its target and what it
+// writes there (shape: a graphite layout, say), not its place in the file:
 // reordering or adding sinks never hands one backend's data to another.
-func pushOptions(name, target string, p config.Push, logger *slog.Logger) (sinks.Options, error) {
+func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger) (sinks.Options, error) {
 	o := sinks.Options{
 		Name:        name,
 		Batch:       cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
@@ -352,12 +361,10 @@ func pushOptions(name, target string, p config.Push, logger *slog.Logger) (sinks
 		Logger:      logger,
 	}
 	if p.SpoolDir != "" {
-		sum := sha256.Sum256([]byte(target))
-		kind, _, _ := strings.Cut(target, " ")
-		dir := filepath.Join(p.SpoolDir, kind+"-"+hex.EncodeToString(sum[:6]))
+		dir := filepath.Join(p.SpoolDir, spoolName(target, shape))
 		spool, err := sinks.OpenSpool(dir, int64(p.SpoolSize))
 		if err != nil {
-			return o, fmt.Errorf("%s: spool_dir: %w", name, err)
+			return o, fmt.Errorf("%s: spool_dir (is another sink the same as this one?): %w", name, err)
 		}
 		if !spool.Empty() {
 			logger.Info("delivering what an earlier run spooled", "sink", name, "bytes", spool.Bytes(), "dir", dir)
@@ -365,6 +372,53 @@ func pushOptions(name, target string, p config.Push, logger *slog.Logger) (sinks
 		o.Spool = spool
 	}
 	return o, nil
+}
+
+// graphiteShape is what a graphite sink writes, beside where: two sinks to
+// one carbon with other layouts keep separate spools.
+func graphiteShape(g config.Graphite) string {
+	return fmt.Sprintf("%s|%s|%v|%s", g.Layout, g.Prefix, g.LegacyNamespace, g.Counters)
+}
+
+func spoolName(target, shape string) string {
+	sum := sha256.Sum256([]byte(target + "\x00" + shape))
+	kind, _, _ := strings.Cut(target, " ")
+	return kind + "-" + hex.EncodeToString(sum[:6])
+}
+
+// warnAboutOrphanSpools logs spools under a spool_dir that no configured
+// sink uses: what a sink whose target or layout changed left behind. It is
+// not delivered, and not deleted.
+func warnAboutOrphanSpools(cfg config.Config, logger *slog.Logger) {
+	used := map[string]bool{}
+	dirs := map[string]bool{}
+	claim := func(p config.Push, target, shape string) {
+		if p.SpoolDir != "" {
+			dirs[p.SpoolDir] = true
+			used[filepath.Join(p.SpoolDir, spoolName(target, shape))] = true
+		}
+	}
+	for _, g := range cfg.Graphite {
+		claim(g.Push, "graphite "+g.Address, graphiteShape(g))
+	}
+	for _, in := range cfg.Influx {
+		claim(in.Push, "influx "+in.URL, in.Counters)
+	}
+	for _, rw := range cfg.RemoteWrite {
+		claim(rw.Push, "remote_write "+rw.URL, "")
+	}
+	for dir := range dirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			if !e.IsDir() || used[path] {
+				continue
+			}
+			if segments, _ := filepath.Glob(filepath.Join(path, "*.spool")); len(segments) > 0 {
+				logger.Warn("a spool no configured sink uses: its data is not delivered (a sink's target or layout changed?)", "dir", path)
+			}
+		}
+	}
 }
 
 func externalLabels(m map[string]string) model.Labels {

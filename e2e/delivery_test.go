@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -439,4 +440,35 @@ url = "http://127.0.0.1:%d/api/v1/write"
 		t.Fatal("still running 3s after the second SIGTERM")
 	}
 	r.stopped = true
+}
+
+// TestSIGHUPDuringShutdownDoesNotKill: a SIGHUP (logrotate, say) that comes
+// while shutdown delivers must not end the process before it spools.
+func TestSIGHUPDuringShutdownDoesNotKill(t *testing.T) {
+	spool := t.TempDir()
+	r := startRelay(t, fmt.Sprintf(`
+shutdown_timeout = "2s"
+[statsd]
+udp = ["127.0.0.1:0"]
+tcp = []
+flush_interval = "1s"
+[http]
+listen = "127.0.0.1:0"
+[[remote_write]]
+url = "http://127.0.0.1:%d/api/v1/write"
+spool_dir = %q
+`, freePort(t), spool))
+	r.sendUDP(t, "kept:1|c")
+	eventually(t, 10*time.Second, "a failed delivery", func() (bool, string) {
+		v, _ := sample(r.scrape(t), `statsbridge_sink_failures_total{reason="network",sink="remote_write[0]"}`)
+		return v != "" && v != "0", v
+	})
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	r.cmd.Process.Signal(syscall.SIGHUP)
+	r.wait(t) // exit 0, after shutdown_timeout
+	segments, _ := filepath.Glob(filepath.Join(spool, "*", "*.spool"))
+	if len(segments) == 0 {
+		t.Error("nothing was spooled at shutdown")
+	}
 }

@@ -142,16 +142,22 @@ func startRelay(t testing.TB, configTOML string, args ...string) *relay {
 // stop sends SIGTERM and requires a clean exit.
 func (r *relay) stop(t testing.TB) {
 	t.Helper()
-	r.stopped = true
 	r.cmd.Process.Signal(syscall.SIGTERM)
+	r.wait(t)
+}
+
+// wait requires the process to exit cleanly within 30s.
+func (r *relay) wait(t testing.TB) {
+	t.Helper()
+	r.stopped = true
 	select {
 	case <-r.exited:
 	case <-time.After(30 * time.Second):
 		r.cmd.Process.Kill()
-		t.Fatalf("statsbridge did not stop within 30s of SIGTERM:\n%s", r.log.String())
+		t.Fatalf("statsbridge did not exit within 30s:\n%s", r.log.String())
 	}
 	if r.exitErr != nil {
-		t.Fatalf("statsbridge exited with %v after SIGTERM:\n%s", r.exitErr, r.log.String())
+		t.Fatalf("statsbridge exited with %v:\n%s", r.exitErr, r.log.String())
 	}
 }
 

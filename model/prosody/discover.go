@@ -96,22 +96,33 @@ func metricType(t pmodel.MetricType) model.Type {
 	return model.Unknown
 }
 
-// Watch reads url at once and then every interval until ctx is done, and
-// keeps what it found in state. A failed read is logged and tried again at
-// the next interval; it never stops statsbridge.
-func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger) {
-	client := &http.Client{Timeout: 10 * time.Second}
+// discoverTimeout bounds one read of Prosody's page.
+const discoverTimeout = 5 * time.Second
+
+// ReadOnce reads url and keeps what it found in state; a failure is logged.
+func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, discoverTimeout)
+	defer cancel()
+	found, err := Discover(ctx, &http.Client{}, url)
+	if err != nil {
+		logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err)
+		return false
+	}
+	state.SetDiscovered(found)
+	logger.Debug("read Prosody's families", "url", url, "families", len(found))
+	return true
+}
+
+// Watch reads url every interval until ctx is done (at once too, unless
+// readNow is false because ReadOnce just did), and keeps what it found in
+// state. A failed read is logged and tried again at the next interval; it
+// never stops statsbridge.
+func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger, readNow bool) {
 	for {
-		found, err := Discover(ctx, client, url)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err, "in", every)
-		default:
-			state.SetDiscovered(found)
-			logger.Debug("read Prosody's families", "url", url, "families", len(found))
+		if readNow {
+			ReadOnce(ctx, state, url, logger)
 		}
+		readNow = true
 		select {
 		case <-ctx.Done():
 			return
