@@ -225,3 +225,35 @@ func TestPrebucketedHistogramParts(t *testing.T) {
 		t.Errorf("after a Prosody restart %+v", h)
 	}
 }
+
+func TestEachEtsyNamesTheStatisticsAsEtsyDoes(t *testing.T) {
+	full := &TimerStats{Count: 20, N: 10, Sum: 55, SumSquares: 385, Mean: 5.5, Median: 5.5, Lower: 1, Upper: 10, Std: 2.5,
+		Percentiles: []PercentileStats{
+			{Name: "90", Count: 9, Mean: 5, Bound: 9, Sum: 45, SumSquares: 285},
+			{Name: "top10", Top: true, Count: 1, Mean: 10, Bound: 10, Sum: 10, SumSquares: 100},
+		}}
+	tests := []struct {
+		name    string
+		stats   *TimerStats
+		seconds float64
+		want    string
+	}{
+		{"nil is an idle timer", nil, 10, "count=0 count_ps=0"},
+		{"no values", &TimerStats{Count: 0}, 10, "count=0 count_ps=0"},
+		{"zero interval has no rate", &TimerStats{Count: 4}, 0, "count=4 count_ps=0"},
+		{"full", full, 10, "count=20 count_ps=2 lower=1 upper=10 mean=5.5 median=5.5 std=2.5 sum=55 sum_squares=385 " +
+			"count_90=9 mean_90=5 upper_90=9 sum_90=45 sum_squares_90=285 " +
+			"count_top10=1 mean_top10=10 lower_top10=10 sum_top10=10 sum_squares_top10=100"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			tt.stats.EachEtsy(tt.seconds, func(name string, v float64) {
+				got = append(got, fmt.Sprintf("%s=%g", name, v))
+			})
+			if s := strings.Join(got, " "); s != tt.want {
+				t.Errorf("got  %s\nwant %s", s, tt.want)
+			}
+		})
+	}
+}

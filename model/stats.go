@@ -47,6 +47,44 @@ type PercentileStats struct {
 	SumSquares float64
 }
 
+// EachEtsy calls emit with each statistic under the name Etsy statsd gives
+// it, in Etsy's order; seconds is the interval length, for count_ps. A nil
+// or empty TimerStats gives count and count_ps 0 only, as Etsy writes a
+// timer that got no value. The Graphite and InfluxDB sinks both spell
+// timers this way, so the names live here once.
+func (s *TimerStats) EachEtsy(seconds float64, emit func(name string, v float64)) {
+	if s == nil {
+		s = &TimerStats{}
+	}
+	perSecond := 0.0
+	if seconds > 0 {
+		perSecond = s.Count / seconds
+	}
+	emit("count", s.Count)
+	emit("count_ps", perSecond)
+	if s.N == 0 {
+		return
+	}
+	emit("lower", s.Lower)
+	emit("upper", s.Upper)
+	emit("mean", s.Mean)
+	emit("median", s.Median)
+	emit("std", s.Std)
+	emit("sum", s.Sum)
+	emit("sum_squares", s.SumSquares)
+	for _, ps := range s.Percentiles {
+		bound := "upper_"
+		if ps.Top {
+			bound = "lower_"
+		}
+		emit("count_"+ps.Name, ps.Count)
+		emit("mean_"+ps.Name, ps.Mean)
+		emit(bound+ps.Name, ps.Bound)
+		emit("sum_"+ps.Name, ps.Sum)
+		emit("sum_squares_"+ps.Name, ps.SumSquares)
+	}
+}
+
 // PercentileName is the suffix Etsy writes for a threshold.
 func PercentileName(pct float64) string {
 	s := strconv.FormatFloat(pct, 'f', -1, 64)

@@ -159,33 +159,7 @@ func (w *lineWriter) timer(key string, st *model.TimerStats) {
 	if w.enc.opts.Layout == Etsy {
 		head = "stats.timers."
 	}
-	if st == nil {
-		st = &model.TimerStats{}
-	}
-	stat := func(name string, v float64) { w.line(head, key, "."+name, v) }
-	stat("count", st.Count)
-	stat("count_ps", perSecond(st.Count, w.seconds))
-	if st.N == 0 {
-		return
-	}
-	stat("lower", st.Lower)
-	stat("upper", st.Upper)
-	stat("mean", st.Mean)
-	stat("median", st.Median)
-	stat("std", st.Std)
-	stat("sum", st.Sum)
-	stat("sum_squares", st.SumSquares)
-	for _, ps := range st.Percentiles {
-		bound := "upper_"
-		if ps.Top {
-			bound = "lower_"
-		}
-		stat("count_"+ps.Name, ps.Count)
-		stat("mean_"+ps.Name, ps.Mean)
-		stat(bound+ps.Name, ps.Bound)
-		stat("sum_"+ps.Name, ps.Sum)
-		stat("sum_squares_"+ps.Name, ps.SumSquares)
-	}
+	st.EachEtsy(w.seconds, func(name string, v float64) { w.line(head, key, "."+name, v) })
 }
 
 // tagged writes a point as Graphite 1.1 tagged series named after its

@@ -110,32 +110,7 @@ func (e *Encoder) addFields(p *model.Point, seconds float64) int {
 	case model.KindGauge, model.KindSet:
 		field("value", p.Value)
 	case model.KindHistogram, model.KindSummary:
-		st := p.Stats
-		if st == nil {
-			st = &model.TimerStats{}
-		}
-		field("count", st.Count)
-		field("count_ps", perSecond(st.Count, seconds))
-		if st.N > 0 {
-			field("lower", st.Lower)
-			field("upper", st.Upper)
-			field("mean", st.Mean)
-			field("median", st.Median)
-			field("std", st.Std)
-			field("sum", st.Sum)
-			field("sum_squares", st.SumSquares)
-			for _, ps := range st.Percentiles {
-				bound := "upper_"
-				if ps.Top {
-					bound = "lower_"
-				}
-				field("count_"+ps.Name, ps.Count)
-				field("mean_"+ps.Name, ps.Mean)
-				field(bound+ps.Name, ps.Bound)
-				field("sum_"+ps.Name, ps.Sum)
-				field("sum_squares_"+ps.Name, ps.SumSquares)
-			}
-		}
+		p.Stats.EachEtsy(seconds, field)
 	case model.KindPrebucketed:
 		h := p.Histogram
 		field("count", pick(h.DeltaCount, h.Count))
@@ -148,13 +123,6 @@ func (e *Encoder) addFields(p *model.Point, seconds float64) int {
 		field("sum", pick(p.Summary.DeltaSum, p.Summary.Sum))
 	}
 	return n
-}
-
-func perSecond(v, seconds float64) float64 {
-	if seconds <= 0 {
-		return 0
-	}
-	return v / seconds
 }
 
 // sortedTags merges a series' labels with the external labels (the series'
