@@ -19,6 +19,16 @@ type Interval struct {
 	Final bool
 }
 
+// Stamp is the timestamp a sink writes for the interval's points: End for
+// cumulative values, Start for per-interval ones. Clock aligns both so that
+// neither repeats across intervals or restarts.
+func (iv Interval) Stamp(cumulative bool) time.Time {
+	if cumulative {
+		return iv.End
+	}
+	return iv.Start
+}
+
 // Clock uncorks on every multiple of the flush interval. Ticks are aligned
 // to the wall clock (a 10s interval flushes at :00, :10, :20 ...) so that
 // every relay's points land in the same backend slots.

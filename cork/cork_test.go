@@ -189,3 +189,19 @@ func TestClockRunFlushesOnBoundariesUntilCanceled(t *testing.T) {
 		t.Error(strings.Join(problems, "; "))
 	}
 }
+
+func TestIntervalStampPicksStartOrEnd(t *testing.T) {
+	iv := Interval{Start: time.Unix(100, 0), End: time.Unix(110, 0), Length: 10 * time.Second}
+	tests := []struct {
+		cumulative bool
+		want       time.Time
+	}{
+		{cumulative: false, want: iv.Start},
+		{cumulative: true, want: iv.End},
+	}
+	for _, tt := range tests {
+		if got := iv.Stamp(tt.cumulative); !got.Equal(tt.want) {
+			t.Errorf("Stamp(%v) = %v, want %v", tt.cumulative, got, tt.want)
+		}
+	}
+}

@@ -60,12 +60,7 @@ func NewEncoder(opts Options) *Encoder { return &Encoder{opts: opts} }
 // Encode implements sinks.Encoder. All the lines of one point are one
 // record, so a batch never splits them.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
-	// Per-interval values carry the interval's start, cumulative ones the
-	// flush time; see cork.Clock for why these never collide.
-	ts := f.Start.Unix()
-	if e.opts.Cumulative {
-		ts = f.End.Unix()
-	}
+	ts := f.Stamp(e.opts.Cumulative).Unix()
 	seconds := f.Length.Seconds()
 	for i := range f.Points {
 		p := &f.Points[i]

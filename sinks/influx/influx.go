@@ -55,10 +55,7 @@ func NewEncoder(opts Options) *Encoder {
 
 // Encode implements sinks.Encoder.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
-	ts := f.Start
-	if e.opts.Cumulative {
-		ts = f.End
-	}
+	ts := f.Stamp(e.opts.Cumulative)
 	seconds := f.Length.Seconds()
 	for i := range f.Points {
 		p := &f.Points[i]
