@@ -40,18 +40,7 @@ func TestWrite(t *testing.T) {
 	if !strings.Contains(out, `hits_created{path="/a\"b\\c"} `) {
 		t.Errorf("no _created:\n%s", out)
 	}
-	// Prometheus' own OpenMetrics parser must accept all of it.
-	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := p.Next(); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("prometheus' parser: %v\n%s", err, out)
-		}
-	}
+	mustParseAsOpenMetrics(t, b.Bytes())
 }
 
 func TestHandlerNegotiatesAndLimitsAccess(t *testing.T) {
@@ -119,17 +108,7 @@ func TestWriteHistogramsAndSummaries(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := p.Next(); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("prometheus' parser: %v\n%s", err, out)
-		}
-	}
+	mustParseAsOpenMetrics(t, b.Bytes())
 }
 
 // TestConflictingTypesNeverBreakTheExposition: a name sent as a counter,
@@ -140,20 +119,27 @@ func TestConflictingTypesNeverBreakTheExposition(t *testing.T) {
 	if err := Write(&b, m); err != nil {
 		t.Fatal(err)
 	}
-	p, err := textparse.New(b.Bytes(), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
+	mustParseAsOpenMetrics(t, b.Bytes())
+	for _, want := range []string{"# TYPE x counter\n", "\nx_total 6\n", `x_total{k="v"} 6`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// mustParseAsOpenMetrics fails t unless Prometheus' own OpenMetrics parser
+// accepts the whole page.
+func mustParseAsOpenMetrics(t *testing.T, page []byte) {
+	t.Helper()
+	p, err := textparse.New(page, "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for {
 		if _, err := p.Next(); err == io.EOF {
-			break
+			return
 		} else if err != nil {
-			t.Fatalf("prometheus' parser: %v\n%s", err, b.String())
-		}
-	}
-	for _, want := range []string{"# TYPE x counter\n", "\nx_total 6\n", `x_total{k="v"} 6`} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("lacks %q:\n%s", want, b.String())
+			t.Fatalf("prometheus' parser: %v\n%s", err, page)
 		}
 	}
 }
