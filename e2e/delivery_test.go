@@ -186,10 +186,10 @@ func (b backend) total(p points) float64 {
 }
 
 // TestBackendOutageLosesNothing stops each backend for 30 s under a steady
-// load and starts it again. Afterwards it must hold exactly what a second
-// instance of the same backend, up all along, got from the same flushes:
-// no missing point and no wrong value for any interval, and totals equal
-// to what was sent.
+// load of 3,000 lines/s and starts it again. Afterwards it must hold
+// exactly what a second instance of the same backend, up all along, got
+// from the same flushes: no missing point and no wrong value for any
+// interval, and totals equal to what was sent.
 func TestBackendOutageLosesNothing(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.kind, func(t *testing.T) {
@@ -207,7 +207,7 @@ flush_interval = "1s"
 [http]
 listen = "127.0.0.1:0"
 `+victimSink+controlSink)
-			l := startLoad(t, r.UDP, names, 1500)
+			l := startLoad(t, r.UDP, names, 3000)
 			time.Sleep(5 * time.Second)
 			victim.stop()
 			time.Sleep(30 * time.Second)
