@@ -136,3 +136,56 @@ func TestAReloadMakesOlderBindingsMisses(t *testing.T) {
 		t.Errorf("after the reload: mapped %+v, app_hits %+v", got["mapped"], got["app_hits"])
 	}
 }
+
+// countingMapper maps nothing itself; it counts how often the model asks.
+type countingMapper struct{ calls int }
+
+func (c *countingMapper) Map(string, ingest.Type, Labels) (Mapping, bool) {
+	c.calls++
+	return Mapping{}, false
+}
+
+// TestRefusedNamesAreNotMappedAgain: a name refused once (a type conflict,
+// a label limit, a mapping's drop) is remembered, so repeating it neither
+// maps it again nor takes the registry lock, yet each repeat is counted as
+// before.
+func TestRefusedNamesAreNotMappedAgain(t *testing.T) {
+	dropAll, err := ParseMapping("mappings:\n- match: gone.*\n  action: drop\n  name: dropped\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		opts    Options
+		first   string // registers the family the refused line conflicts with
+		refused string
+		count   func(m *Model) uint64
+	}{
+		{"type conflict", Options{}, "x:1|c", "x:5|g", (*Model).Conflicts},
+		{"too many labels", Options{MaxLabels: 1}, "", "a:1|c|#i:1,j:2",
+			func(m *Model) uint64 { return m.Dropped(DropTooManyLabels) }},
+		{"name too long", Options{MaxNameLength: 4}, "", "abcdef:1|c",
+			func(m *Model) uint64 { return m.Dropped(DropNameTooLong) }},
+		{"mapping drop", Options{}, "", "gone.x:1|c",
+			func(m *Model) uint64 { return m.Dropped(DropMapping) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			counting := &countingMapper{}
+			tt.opts.MaxSeries, tt.opts.MaxSeriesPerFamily = 100, 100
+			tt.opts.Mappers = []Mapper{counting, dropAll}
+			m := New(tt.opts)
+			if tt.first != "" {
+				feed(t, m, tt.first)
+			}
+			before := counting.calls
+			feed(t, m, tt.refused, tt.refused, tt.refused)
+			if n := counting.calls - before; n != 1 {
+				t.Errorf("the refused name was mapped %d times, want once", n)
+			}
+			if n := tt.count(m); n != 3 {
+				t.Errorf("counted %d refusals, want 3 (one per sample)", n)
+			}
+		})
+	}
+}

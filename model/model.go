@@ -3,6 +3,7 @@ package model
 import (
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -160,8 +161,10 @@ func New(opts Options) *Model {
 	return m
 }
 
-// refusalMemory is how long a name refused at a limit stays refused before
-// the model looks again (a series may have expired and made room).
+// refusalMemory is how long a name refused at a series cap or for a type
+// conflict stays refused before the model looks again (a series or family
+// may have expired and made room). A mapping's drop and a label limit
+// depend only on the name and the mappers, so they stay until a reload.
 const refusalMemory = 10 * time.Second
 
 // SetMappers replaces the mappers (a reloaded mapping file) and forgets every
@@ -209,11 +212,9 @@ func (w *Writer) apply(smp *ingest.Sample) {
 	shard.mu.RUnlock()
 	if ok && b.generation == w.generation {
 		switch {
-		case b.drop:
-			w.m.dropped[DropMapping].Add(1)
-			return
 		case b.series == nil && w.now < b.until:
-			return // refused at a limit: counted when it was refused
+			w.m.countRefused(&b, true)
+			return
 		case b.series != nil && b.series.apply(&b, smp, w.now, &w.m.limits):
 			return
 		}
@@ -246,38 +247,41 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 // It reports false when the sample must be dropped.
 func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) (binding, bool) {
 	ms := m.mappers.Load()
-	mapping := m.mapSample(ms, smp)
-	if mapping.Drop {
-		m.drop(DropMapping, string(smp.Name))
-		m.cacheBinding(shard, key, binding{drop: true, generation: ms.generation})
+	name := string(smp.Name)
+	tags := tagLabels(smp.Tags)
+	mapping := m.mapSample(ms, name, smp.Type, tags)
+	refuse := func(b binding) (binding, bool) {
+		b.generation = ms.generation
+		m.cacheBinding(shard, key, b)
+		m.countRefused(&b, false)
+		m.logRefused(&b, mapping.Family.Name, name)
 		return binding{}, false
 	}
+	if mapping.Drop {
+		return refuse(binding{refused: DropMapping, until: math.MaxInt64})
+	}
 	if r, bad := m.checkLimits(&mapping); bad {
-		m.drop(r, mapping.Family.Name)
-		return binding{}, false
+		return refuse(binding{refused: r, until: math.MaxInt64})
 	}
 	id := identity(mapping.Family.Name, mapping.Labels)
 
 	m.mu.Lock()
 	s := m.byID[id]
-	var refused DropReason
+	var refused binding
 	switch {
 	case s == nil:
 		key := mapping.Key
 		if key == "" {
-			key = string(smp.Name)
+			key = name
 		}
-		s, refused = m.register(&mapping, key, tagLabels(smp.Tags), id, now)
+		s, refused = m.register(&mapping, key, tags, id, now)
 	case s.kind != mapping.Kind:
-		s = nil
-		m.conflict(mapping.Family.Name)
+		s, refused = nil, binding{conflict: true}
 	}
 	m.mu.Unlock()
 	if s == nil {
-		if refused.SeriesLimit() {
-			m.cacheBinding(shard, key, binding{refused: refused, until: now + int64(refusalMemory), generation: ms.generation})
-		}
-		return binding{}, false
+		refused.until = now + int64(refusalMemory)
+		return refuse(refused)
 	}
 	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
@@ -298,15 +302,13 @@ func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
 }
 
 // mapSample runs the mappers in order, then the default mapping.
-func (m *Model) mapSample(ms *mapperSet, smp *ingest.Sample) Mapping {
-	name := string(smp.Name)
-	tags := tagLabels(smp.Tags)
+func (m *Model) mapSample(ms *mapperSet, name string, t ingest.Type, tags Labels) Mapping {
 	for _, mp := range ms.mappers {
-		if mapping, ok := mp.Map(name, smp.Type, tags); ok {
+		if mapping, ok := mp.Map(name, t, tags); ok {
 			return mapping
 		}
 	}
-	return defaultMapping(name, smp.Type, tags, ms.observers)
+	return defaultMapping(name, t, tags, ms.observers)
 }
 
 func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
@@ -329,19 +331,16 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 
 // register creates a series (and its family when new). m.mu is held. A name
 // whose family exists with another kind or shape is a conflict: the family
-// stays as it is. A series refused at a limit returns the reason.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, DropReason) {
+// stays as it is. A refused series returns nil and the refusal.
+func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, binding) {
 	fe := m.families[mp.Family.Name]
 	switch {
 	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
-		m.conflict(mp.Family.Name)
-		return nil, 0
+		return nil, binding{conflict: true}
 	case m.nseries.Load() >= int64(m.opts.MaxSeries):
-		m.drop(DropMaxSeries, mp.Family.Name)
-		return nil, DropMaxSeries
+		return nil, binding{refused: DropMaxSeries}
 	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
-		m.drop(DropMaxSeriesPerFamily, mp.Family.Name)
-		return nil, DropMaxSeriesPerFamily
+		return nil, binding{refused: DropMaxSeriesPerFamily}
 	}
 	if fe == nil {
 		f := mp.Family
@@ -354,20 +353,34 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 	m.nseries.Add(1)
-	return s, 0
+	return s, binding{}
 }
 
-// drop counts a dropped sample and logs the family it concerned, at most once
-// a second: the counter has no family label, as that label would grow
-// without bound exactly when a limit bites.
-func (m *Model) drop(r DropReason, family string) {
-	m.dropped[r].Add(1)
-	m.logRare("dropped a sample", "reason", r.String(), "family", family)
+// countRefused counts a sample that b refuses. A conflict, a mapping's drop
+// and a label limit count every sample; a series cap counts the series it
+// refused, so a remembered refusal at a cap counts nothing.
+func (m *Model) countRefused(b *binding, remembered bool) {
+	switch {
+	case b.conflict:
+		m.conflicts.Add(1)
+	case b.refused.SeriesLimit() && remembered:
+	default:
+		m.dropped[b.refused].Add(1)
+	}
 }
 
-func (m *Model) conflict(family string) {
-	m.conflicts.Add(1)
-	m.logRare("a sample's type conflicts with its family's; dropped", "family", family)
+// logRefused logs a refusal with the family it concerned (the name as sent
+// for a mapping's drop), at most once a second: the counters have no family
+// label, as that label would grow without bound exactly when a limit bites.
+func (m *Model) logRefused(b *binding, family, name string) {
+	switch {
+	case b.conflict:
+		m.logRare("a sample's type conflicts with its family's; dropped", "family", family)
+	case b.refused == DropMapping:
+		m.logRare("dropped a sample", "reason", b.refused.String(), "family", name)
+	default:
+		m.logRare("dropped a sample", "reason", b.refused.String(), "family", family)
+	}
 }
 
 func (m *Model) logRare(msg string, args ...any) {

@@ -85,12 +85,14 @@ type binding struct {
 	// toSeconds divides a timer's values by 1000 for the histogram; the
 	// interval statistics keep the client's milliseconds.
 	toSeconds bool
-	// drop is a mapping's action: drop; refused (with until) a sample
-	// refused at a limit, remembered for a while so that a flood of new
-	// names past a cap does not take the registry lock for every line.
-	drop    bool
-	refused DropReason
-	until   int64
+	// A binding without a series remembers a refusal until until, so
+	// that a name refused again and again (past a cap, in conflict,
+	// dropped by a mapping) neither maps anew nor takes the registry lock
+	// for every line: refused says why, or conflict that the name's type
+	// conflicts with its family's.
+	refused  DropReason
+	conflict bool
+	until    int64
 	// generation is the mapper set the binding was made with: a reload
 	// makes every older binding a miss.
 	generation uint64
