@@ -250,7 +250,8 @@ func (s *Spool) Prepend(batches []cork.Batch, created time.Time) error {
 	return nil
 }
 
-// dropOldest deletes the oldest segment and returns how many points it
+// dropOldest deletes the oldest segment, and its cursor with it (Prepend
+// may give a later segment the same number), and returns how many points it
 // still held that had not been handed out.
 func (s *Spool) dropOldest() (int, error) {
 	seg := s.segments[0]
@@ -260,11 +261,12 @@ func (s *Spool) dropOldest() (int, error) {
 		points = countPoints(s.readBuf[s.readNext:])
 		s.readBuf, s.readOff, s.readNext, s.readSeq = nil, 0, 0, 0
 	} else if data, err := os.ReadFile(s.path(seg.seq)); err == nil {
+		if s.cursor.seq == seg.seq && s.cursor.off <= len(data) {
+			data = data[s.cursor.off:] // delivered before a restart
+		}
 		points = countPoints(data)
 	}
-	s.segments = s.segments[1:]
-	s.bytes -= seg.size
-	return points, os.Remove(s.path(seg.seq))
+	return points, s.remove(0)
 }
 
 // countPoints counts the points in the well-formed records at the start of

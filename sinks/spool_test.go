@@ -240,3 +240,58 @@ func TestSpoolLeavesNoEmptySegmentsBehind(t *testing.T) {
 		t.Errorf("%d segment files after five empty runs", len(files))
 	}
 }
+
+// TestSpoolPrependAfterDroppingTheCursorsSegment: when the segment the
+// cursor points into is dropped for size, the cursor goes with it. Else a
+// batch prepended later, which takes that segment's number, would be read
+// from the stale cursor's offset after a restart and lost as damage.
+func TestSpoolPrependAfterDroppingTheCursorsSegment(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSpool(dir, 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := func(i int) cork.Batch { return batchOf(fmt.Sprintf("%04d%s", i, strings.Repeat("z", 1020))) }
+	for i := 0; i < 10; i++ {
+		s.Append(big(i), time.Now())
+	}
+	for i := 0; i < 3; i++ { // the cursor now points 3 records into the oldest segment
+		if _, _, ok, err := s.Peek(); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		s.Ack()
+	}
+	s.Close()
+	if s, err = OpenSpool(dir, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	dropped, appended := 0, 10
+	for ; dropped == 0; appended++ { // until the oldest segment goes for size
+		n, err := s.Append(big(appended), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped = n
+	}
+	// Longer than the stale cursor's offset, so that a stale cursor would
+	// land inside them.
+	early1, early2 := "early1"+strings.Repeat("e", 4096), "early2"+strings.Repeat("e", 4096)
+	if err := s.Prepend([]cork.Batch{batchOf(early1), batchOf(early2)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = OpenSpool(dir, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	got := drain(t, s)
+	if len(got) < 2 || got[0] != early1 || got[1] != early2 {
+		t.Errorf("the prepended batches were not read first: %.20q", got[:min(2, len(got))])
+	}
+	if s.Damaged != 0 {
+		t.Errorf("damage counted %d, want 0", s.Damaged)
+	}
+	// The 3 delivered before the restart are not counted as dropped.
+	if kept := len(got) - 2; 3+dropped+kept != appended {
+		t.Errorf("3 delivered + %d dropped + %d kept, of %d appended", dropped, kept, appended)
+	}
+}
