@@ -114,6 +114,27 @@ func (ls Labels) Has(name string) bool {
 	return false
 }
 
+// AppendMerged appends to dst a sink's label set for a series: its labels
+// that have a value, and each external label it does not set, sorted by
+// name. A label with an empty value is absent, as in Prometheus (and
+// InfluxDB refuses empty tag values), so an external label of its name
+// applies.
+func (ls Labels) AppendMerged(dst, external Labels) Labels {
+	start := len(dst)
+	for _, l := range ls {
+		if l.Value != "" {
+			dst = append(dst, l)
+		}
+	}
+	for _, l := range external {
+		if ls.Get(l.Name) == "" {
+			dst = append(dst, l)
+		}
+	}
+	slices.SortFunc(dst[start:], func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
+	return dst
+}
+
 // identity is the key a series is registered under: its family name and
 // labels. Separator bytes cannot occur in names or values (the parser
 // rejects control characters).

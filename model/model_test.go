@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,5 +209,32 @@ func TestSanitize(t *testing.T) {
 	}
 	if got := SanitizeLabelName("__reserved"); got != "_reserved" {
 		t.Errorf("SanitizeLabelName(__reserved) = %q", got)
+	}
+}
+
+func TestAppendMergedLabels(t *testing.T) {
+	external := Labels{{"instance", "relay1"}, {"zone", "dev"}}
+	tests := []struct {
+		name   string
+		labels Labels
+		want   string
+	}{
+		{"none of its own", nil, "instance=relay1 zone=dev"},
+		{"its own wins", Labels{{"zone", "b"}}, "instance=relay1 zone=b"},
+		{"an empty one is absent: the external applies", Labels{{"zone", ""}}, "instance=relay1 zone=dev"},
+		{"unsorted in, sorted out", Labels{{"z", "1"}, {"B", "2"}, {"a", "3"}}, "B=2 a=3 instance=relay1 z=1 zone=dev"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := Labels{{"kept", "before"}}
+			got := tt.labels.AppendMerged(prefix, external)
+			var parts []string
+			for _, l := range got[1:] {
+				parts = append(parts, l.Name+"="+l.Value)
+			}
+			if s := strings.Join(parts, " "); s != tt.want || got[0] != prefix[0] {
+				t.Errorf("got %v, want kept=before then %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -4,7 +4,6 @@ package graphite
 
 import (
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,6 +49,7 @@ type Options struct {
 // 1.1 tags.
 type Encoder struct {
 	opts Options
+	tags model.Labels // a point's tags with the external labels
 	// Skipped counts values carbon cannot store (NaN, ±Inf).
 	Skipped atomic.Uint64
 }
@@ -70,10 +70,13 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 		buf.Append(func(b []byte) []byte {
 			w := lineWriter{enc: e, b: b, ts: ts, series: p.Series, seconds: seconds}
 			if e.opts.Layout == Tags {
+				w.tags = p.Series.Labels().AppendMerged(e.tags[:0], e.opts.ExternalLabels)
 				w.tagged(p)
 			} else {
+				w.tags = p.Series.Tags().AppendMerged(e.tags[:0], e.opts.ExternalLabels)
 				w.statsd(p)
 			}
+			e.tags = w.tags
 			return w.b
 		})
 	}
@@ -85,7 +88,8 @@ type lineWriter struct {
 	b       []byte
 	ts      int64
 	series  *model.Series
-	seconds float64 // the interval's length, for per-second rates
+	tags    model.Labels // written on every line: merged and sorted once
+	seconds float64      // the interval's length, for per-second rates
 }
 
 // statsd writes a point under its StatsD key, for the etsy and paths
@@ -98,9 +102,9 @@ func (w *lineWriter) statsd(p *model.Point) {
 	case model.KindCounter:
 		w.count(key, "", p.Delta, p.Value)
 	case model.KindGauge:
-		w.at("stats.gauges.", "", key, "", p.Value)
+		w.at("stats.gauges.", key, "", p.Value)
 	case model.KindSet:
-		w.at("stats.sets.", "", key, ".count", p.Value)
+		w.at("stats.sets.", key, ".count", p.Value)
 	case model.KindHistogram, model.KindSummary:
 		w.timer(key, p.Stats)
 	case model.KindPrebucketed:
@@ -138,11 +142,11 @@ func (w *lineWriter) count(key, tail string, delta, total float64) {
 
 // at writes a value under an Etsy namespace (stats.gauges., stats.sets.),
 // or, in the paths layout, under the key alone.
-func (w *lineWriter) at(etsyHead, pathsTail, key, etsyTail string, v float64) {
+func (w *lineWriter) at(etsyHead, key, etsyTail string, v float64) {
 	if w.enc.opts.Layout == Etsy {
 		w.line(etsyHead, key, etsyTail, v)
 	} else {
-		w.line("", key, pathsTail, v)
+		w.line("", key, "", v)
 	}
 }
 
@@ -193,7 +197,7 @@ func (w *lineWriter) tagged(p *model.Point) {
 }
 
 func (w *lineWriter) taggedLine(name string, v float64, extra ...model.Label) {
-	w.write("", name, "", v, w.series.Labels(), extra)
+	w.write("", name, "", v, extra)
 }
 
 func perSecond(v, seconds float64) float64 {
@@ -203,13 +207,15 @@ func perSecond(v, seconds float64) float64 {
 	return v / seconds
 }
 
-// line writes "<prefix><head><key><tail>[;tags] <v> <ts>\n" with the
-// series' tags; head and tail are written as they are, key is sanitised.
+// line writes "<prefix><head><key><tail>[;tags] <v> <ts>\n"; head and
+// tail are written as they are, key is sanitised.
 func (w *lineWriter) line(head, key, tail string, v float64) {
-	w.write(head, key, tail, v, w.series.Tags(), nil)
+	w.write(head, key, tail, v, nil)
 }
 
-func (w *lineWriter) write(head, key, tail string, v float64, tags, extra model.Labels) {
+// write writes a line with w.tags and extra (an le or quantile, at most
+// one) among them.
+func (w *lineWriter) write(head, key, tail string, v float64, extra []model.Label) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		w.enc.Skipped.Add(1)
 		return
@@ -224,7 +230,7 @@ func (w *lineWriter) write(head, key, tail string, v float64, tags, extra model.
 		return
 	}
 	w.b = append(w.b, tail...)
-	w.b = appendTags(w.b, tags, extra, w.enc.opts.ExternalLabels)
+	w.b = appendTags(w.b, w.tags, extra)
 	w.b = append(w.b, ' ')
 	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
 	w.b = append(w.b, ' ')
@@ -232,35 +238,35 @@ func (w *lineWriter) write(head, key, tail string, v float64, tags, extra model.
 	w.b = append(w.b, '\n')
 }
 
-// appendTags writes ";name=value" for every tag and external label, sorted
-// by name as carbon normalises them.
-func appendTags(b []byte, tags, extra, external model.Labels) []byte {
-	if len(tags)+len(extra)+len(external) == 0 {
-		return b
+// appendTags writes ";name=value" for every tag, sorted by name as carbon
+// normalises them: tags are sorted, extra (at most one) goes in its place.
+func appendTags(b []byte, tags, extra model.Labels) []byte {
+	for _, l := range tags {
+		for len(extra) > 0 && extra[0].Name < l.Name {
+			b = appendTag(b, extra[0])
+			extra = extra[1:]
+		}
+		b = appendTag(b, l)
 	}
-	all := make(model.Labels, 0, len(tags)+len(extra)+len(external))
-	all = append(all, tags...)
-	all = append(all, extra...)
-	for _, l := range external {
-		if tags.Get(l.Name) == "" {
-			all = append(all, l)
-		}
+	for _, l := range extra {
+		b = appendTag(b, l)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
-	for _, l := range all {
-		mark := len(b)
-		b = append(b, ';')
-		nameStart := len(b)
-		b = appendTagPart(b, l.Name, true)
-		if len(b) == nameStart {
-			b = b[:mark]
-			continue
-		}
-		b = append(b, '=')
-		valueStart := len(b)
-		if b = appendTagPart(b, l.Value, false); len(b) == valueStart {
-			b = b[:mark]
-		}
+	return b
+}
+
+// appendTag writes ";name=value", or nothing when sanitising leaves the
+// name or the value empty.
+func appendTag(b []byte, l model.Label) []byte {
+	mark := len(b)
+	b = append(b, ';')
+	nameStart := len(b)
+	if b = appendTagPart(b, l.Name, true); len(b) == nameStart {
+		return b[:mark]
+	}
+	b = append(b, '=')
+	valueStart := len(b)
+	if b = appendTagPart(b, l.Value, false); len(b) == valueStart {
+		return b[:mark]
 	}
 	return b
 }

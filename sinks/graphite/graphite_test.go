@@ -50,6 +50,26 @@ func TestLayouts(t *testing.T) {
 	}
 }
 
+// TestTagsAreSortedWithLeInPlace: a line's tags are the series' (a tag sent
+// empty is none, so the external label of its name applies), the external
+// labels and the line's le or quantile, all sorted by name.
+func TestTagsAreSortedWithLeInPlace(t *testing.T) {
+	external := model.Labels{{Name: "instance", Value: "relay1"}, {Name: "zone", Value: "dev"}}
+	got := encode(t, Options{Layout: Tags, ExternalLabels: external},
+		"lat:100|ms|#Zone:x,zone:", "g:1|g|#a:1,instance:own")
+	want := map[string]bool{
+		"lat_seconds_bucket;Zone=x;instance=relay1;le=0.1;zone=dev 1 1800000000": true,
+		"lat_seconds_sum;Zone=x;instance=relay1;zone=dev 0.1 1800000000":         true,
+		"g;a=1;instance=own;zone=dev 1 1800000000":                               true,
+	}
+	for _, l := range got {
+		delete(want, l)
+	}
+	if len(want) > 0 {
+		t.Errorf("missing %v from\n%s", want, strings.Join(got, "\n"))
+	}
+}
+
 func TestProsodyNamesAreSanitisedAsCarbonRequires(t *testing.T) {
 	got := encode(t, Options{Layout: Paths},
 		"prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed:1|c",

@@ -3,8 +3,6 @@
 package influx
 
 import (
-	"slices"
-	"strings"
 	"sync/atomic"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
@@ -65,7 +63,8 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 		buf.Append(func(b []byte) []byte {
 			e.enc.SetBuffer(b)
 			e.enc.StartLine(p.Series.Family().Name)
-			for _, t := range e.sortedTags(p.Series.Labels()) {
+			e.tags = p.Series.Labels().AppendMerged(e.tags[:0], e.opts.ExternalLabels)
+			for _, t := range e.tags {
 				e.enc.AddTag(t.Name, t.Value)
 			}
 			if e.addFields(p, seconds) == 0 {
@@ -120,24 +119,4 @@ func (e *Encoder) addFields(p *model.Point, seconds float64) int {
 		field("sum", pick(p.Summary.DeltaSum, p.Summary.Sum))
 	}
 	return n
-}
-
-// sortedTags merges a series' labels with the external labels (the series'
-// own win), sorted by name as line protocol wants. A label with an empty
-// value is no tag: InfluxDB refuses empty tag values, and Prometheus treats
-// them as absent.
-func (e *Encoder) sortedTags(labels model.Labels) model.Labels {
-	e.tags = e.tags[:0]
-	for _, l := range labels {
-		if l.Value != "" {
-			e.tags = append(e.tags, l)
-		}
-	}
-	for _, l := range e.opts.ExternalLabels {
-		if !labels.Has(l.Name) {
-			e.tags = append(e.tags, l)
-		}
-	}
-	slices.SortFunc(e.tags, func(a, b model.Label) int { return strings.Compare(a.Name, b.Name) })
-	return e.tags
 }

@@ -25,17 +25,22 @@ func encode(t *testing.T, opts Options, lines ...string) ([]string, *Encoder) {
 }
 
 func TestLines(t *testing.T) {
-	lines := []string{"hits:3|c|#zone:b,app:x", "temp:21.5|g", "bad:nan|g"}
+	lines := []string{"hits:3|c|#zone:b,app:x", "temp:21.5|g", "bad:nan|g", "empty:1|g|#zone:"}
 	tests := []struct {
 		name string
 		opts Options
 		want []string
 	}{
-		{"delta counters at the interval start (ms)", Options{}, []string{
-			"hits,app=x,zone=b value=3 1800000000000", "temp value=21.5 1800000000000"}},
+		{"delta counters at the interval start (ms); a tag sent empty is no tag", Options{}, []string{
+			"empty value=1 1800000000000", "hits,app=x,zone=b value=3 1800000000000", "temp value=21.5 1800000000000"}},
 		{"cumulative at the flush time, external labels sorted in", Options{Cumulative: true,
 			ExternalLabels: model.Labels{{Name: "host", Value: "relay1"}}}, []string{
+			"empty,host=relay1 value=1 1800000010000",
 			"hits,app=x,host=relay1,zone=b value=3 1800000010000", "temp,host=relay1 value=21.5 1800000010000"}},
+		{"a series' own label wins; where a tag was sent empty, the external label applies", Options{
+			ExternalLabels: model.Labels{{Name: "zone", Value: "dev"}}}, []string{
+			"empty,zone=dev value=1 1800000000000",
+			"hits,app=x,zone=b value=3 1800000000000", "temp,zone=dev value=21.5 1800000000000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -43,6 +42,7 @@ type Options struct {
 type Encoder struct {
 	opts   Options
 	ts     prompb.TimeSeries
+	merged model.Labels // a point's labels with the external labels
 	labels []prompb.Label
 	ms     int64
 }
@@ -73,19 +73,20 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 }
 
 func (e *Encoder) appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
-	labels := p.Series.Labels()
+	e.merged = p.Series.Labels().AppendMerged(e.merged[:0], e.opts.ExternalLabels)
+	labels := e.merged
 	created := float64(p.Series.Created().UnixNano()) / 1e9
 	switch {
 	case p.Histogram != nil:
 		for i, bucket := range f.Buckets {
-			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], prompb.Label{Name: "le", Value: bucket.LE})
+			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], model.Label{Name: "le", Value: bucket.LE})
 		}
 		b = e.appendSeries(b, f.Name+"_sum", labels, p.Histogram.Sum)
 		b = e.appendSeries(b, f.Name+"_count", labels, p.Histogram.Count)
 	case p.Summary != nil:
 		for i, q := range f.Summary.Quantiles {
 			if i < len(p.Summary.Quantiles) {
-				b = e.appendSeries(b, f.Name, labels, p.Summary.Quantiles[i], prompb.Label{Name: "quantile", Value: model.FormatLE(q)})
+				b = e.appendSeries(b, f.Name, labels, p.Summary.Quantiles[i], model.Label{Name: "quantile", Value: model.FormatLE(q)})
 			}
 		}
 		b = e.appendSeries(b, f.Name+"_sum", labels, p.Summary.Sum)
@@ -101,29 +102,37 @@ func (e *Encoder) appendPoint(b []byte, f *model.Family, p *model.Point) []byte 
 	return b
 }
 
-// appendSeries appends one TimeSeries with one sample.
-func (e *Encoder) appendSeries(b []byte, name string, labels model.Labels, v float64, extra ...prompb.Label) []byte {
+// appendSeries appends one TimeSeries with one sample. labels are the
+// point's, merged and sorted; extra is an le or quantile label, at most one.
+func (e *Encoder) appendSeries(b []byte, name string, labels model.Labels, v float64, extra ...model.Label) []byte {
 	e.ts.Labels = e.seriesLabels(name, labels, extra)
 	e.ts.Samples = append(e.ts.Samples[:0], prompb.Sample{Value: v, Timestamp: e.ms})
 	return appendMessage(b, fieldTimeSeries, &e.ts)
 }
 
-// seriesLabels builds __name__, the series' labels and the external labels
-// (the series' own win), sorted by name as remote-write expects.
-func (e *Encoder) seriesLabels(name string, labels model.Labels, extra []prompb.Label) []prompb.Label {
-	e.labels = append(e.labels[:0], prompb.Label{Name: "__name__", Value: name})
-	e.labels = append(e.labels, extra...)
+// seriesLabels puts __name__ and extra into the sorted labels, keeping them
+// sorted by name as remote-write expects. __name__ is not always first:
+// upper-case label names sort before '_'.
+func (e *Encoder) seriesLabels(name string, labels model.Labels, extra []model.Label) []prompb.Label {
+	fixed := [2]model.Label{{Name: "__name__", Value: name}}
+	n := 1
+	if len(extra) > 0 {
+		fixed[1], n = extra[0], 2
+		if fixed[1].Name < fixed[0].Name {
+			fixed[0], fixed[1] = fixed[1], fixed[0]
+		}
+	}
+	e.labels = e.labels[:0]
+	i := 0
 	for _, l := range labels {
-		if l.Value != "" { // Prometheus treats an empty label as absent
-			e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
+		for ; i < n && fixed[i].Name < l.Name; i++ {
+			e.labels = append(e.labels, prompb.Label{Name: fixed[i].Name, Value: fixed[i].Value})
 		}
+		e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
 	}
-	for _, l := range e.opts.ExternalLabels {
-		if !labels.Has(l.Name) {
-			e.labels = append(e.labels, prompb.Label{Name: l.Name, Value: l.Value})
-		}
+	for ; i < n; i++ {
+		e.labels = append(e.labels, prompb.Label{Name: fixed[i].Name, Value: fixed[i].Value})
 	}
-	sort.Slice(e.labels, func(i, j int) bool { return e.labels[i].Name < e.labels[j].Name })
 	return e.labels
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,51 @@ func TestHistogramsAndCreatedSeries(t *testing.T) {
 		if records != 4 {
 			t.Errorf("%d records, want 4", records)
 		}
+	}
+}
+
+// TestSeriesLabelsAreMergedAndSorted: each TimeSeries holds __name__, the
+// series' labels, the external labels the series does not set, and its le
+// or quantile, sorted by name wherever __name__ falls.
+func TestSeriesLabelsAreMergedAndSorted(t *testing.T) {
+	tests := []struct {
+		line, series, want string
+	}{
+		{"g:1|g|#instance:own", "g", "__name__=g instance=own"},
+		{"e:1|g|#instance:", "e", "__name__=e instance=relay1"},
+		{"u:1|g|#Zone:x", "u", "Zone=x __name__=u instance=relay1"},
+		{"h:100|ms|#Zone:x", "h_seconds_bucket", "Zone=x __name__=h_seconds_bucket instance=relay1 le=0.005"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			m := modeltest.Model(t, tt.line)
+			var batches []cork.Batch
+			buf := cork.NewBuffer(cork.Limits{Records: 100, Bytes: 1 << 20}, func(b cork.Batch) { batches = append(batches, b) })
+			buf.Cork()
+			NewEncoder(Options{ExternalLabels: model.Labels{{Name: "instance", Value: "relay1"}}}).
+				Encode(modeltest.Flush(m, modeltest.Interval(start)), buf)
+			buf.Uncork()
+			var req prompb.WriteRequest
+			if err := req.Unmarshal(batches[0].Data); err != nil {
+				t.Fatal(err)
+			}
+			for _, ts := range req.Timeseries {
+				var got []string
+				name := ""
+				for _, l := range ts.Labels {
+					got = append(got, l.Name+"="+l.Value)
+					if l.Name == "__name__" {
+						name = l.Value
+					}
+				}
+				if name == tt.series {
+					if s := strings.Join(got, " "); s != tt.want {
+						t.Errorf("got  %s\nwant %s", s, tt.want)
+					}
+					return
+				}
+			}
+			t.Errorf("no series %s", tt.series)
+		})
 	}
 }
