@@ -81,7 +81,7 @@ func defaultMapping(name string, typ ingest.Type, tags Labels, obs ObserverDefau
 	family := SanitizeMetricName(name)
 	switch typ {
 	case ingest.Counter:
-		m.Kind, m.Family = KindCounter, Family{Name: counterFamilyName(family), Type: Counter}
+		m.Kind, m.Family = KindCounter, Family{Name: CounterFamilyName(family), Type: Counter}
 	case ingest.Gauge:
 		m.Kind, m.Family = KindGauge, Family{Name: family, Type: Gauge}
 	case ingest.Set:
@@ -102,8 +102,9 @@ var typeWords = map[ingest.Type]string{
 	ingest.Histogram: "histogram", ingest.Distribution: "distribution",
 }
 
-// counterFamilyName strips a "_total" the exposition will add again.
-func counterFamilyName(name string) string {
+// CounterFamilyName strips a "_total" the exposition will add again, unless
+// nothing would be left.
+func CounterFamilyName(name string) string {
 	if trimmed := strings.TrimSuffix(name, "_total"); trimmed != "" {
 		return trimmed
 	}

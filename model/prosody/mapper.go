@@ -201,9 +201,9 @@ func (m *Mapper) mapUnknown(name, rest string, typ ingest.Type, tags model.Label
 	if strings.HasPrefix(segs[0], "prosody_mod_") && len(segs) > 1 {
 		n = 2
 	}
-	base := model.SanitizeMetricName(strings.Join(segs[:n], "/"))
+	base := model.SanitizeMetricName(segs[0])
 	if n == 2 {
-		base = model.SanitizeMetricName(segs[0]) + "__" + model.SanitizeMetricName(segs[1])
+		base += "__" + model.SanitizeMetricName(segs[1])
 	}
 	values := segs[n:]
 	var extra model.Labels
@@ -227,7 +227,7 @@ func (m *Mapper) mapUnknown(name, rest string, typ ingest.Type, tags model.Label
 			mp.Kind = model.KindGauge
 		}
 	case typ == ingest.Counter:
-		mp.Family = model.Family{Name: strings.TrimSuffix(base, "_total"), Type: model.Counter}
+		mp.Family = model.Family{Name: model.CounterFamilyName(base), Type: model.Counter}
 		mp.Kind = model.KindCounter
 	default:
 		mp.Family = model.Family{Name: base, Type: model.Gauge}

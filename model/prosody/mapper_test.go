@@ -101,6 +101,9 @@ func TestMapUnknownNames(t *testing.T) {
 		{"prosody.prosody_mod_custom.wait_seconds.localhost.sum", ingest.Gauge, "prosody_mod_custom__wait_seconds_sum", model.Unknown,
 			"unknown_1=localhost"},
 		{"prosody.uptime", ingest.Gauge, "uptime", model.Gauge, ""},
+		{"prosody.requests_total", ingest.Counter, "requests", model.Counter, ""},
+		// Stripping _total must leave a name.
+		{"prosody._total", ingest.Counter, "_total", model.Counter, ""},
 		// A known family sent with the wrong shape is not read wrongly.
 		{"prosody.prosody_mod_c2s.connections.localhost", ingest.Gauge, "prosody_mod_c2s__connections", model.Gauge, "unknown_1=localhost"},
 	}
