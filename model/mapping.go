@@ -241,10 +241,7 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 	if !ok {
 		return Mapping{}, false
 	}
-	if mm.Action == mapper.ActionTypeDrop {
-		return Mapping{Drop: true}, true
-	}
-	if mm.Name == "" {
+	if mm.Action == mapper.ActionTypeDrop || mm.Name == "" {
 		return Mapping{Drop: true}, true
 	}
 	obs := f.obs
@@ -255,7 +252,9 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 		obs.Buckets = mm.HistogramOptions.Buckets
 	}
 	obs.Summary = summaryOptions(mm.SummaryOptions, f.obs.Summary)
-	m := defaultMapping(mapper.EscapeMetricName(mm.Name), typ, nil, obs)
+	// defaultMapping sanitises the name once, through SanitizeMetricName's
+	// guard against the invalid UTF-8 that EscapeMetricName panics on.
+	m := defaultMapping(mm.Name, typ, nil, obs)
 	if mm.HelpText != "" {
 		m.Family.Help = mm.HelpText
 	} else {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statsbridge/statsbridge/ingest"
 )
 
 func loadDocsMapping(t *testing.T) *FileMapper {
@@ -203,4 +205,18 @@ func keys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// TestMappedNamesWithInvalidUTF8DoNotPanic: statsd_exporter's escaping
+// panics on invalid UTF-8; a capture carrying it must still give a valid
+// name (ingest rejects such lines, but the mapper does not rely on that).
+func TestMappedNamesWithInvalidUTF8DoNotPanic(t *testing.T) {
+	fm, err := ParseMapping("mappings:\n- match: a.*\n  name: \"x_$1\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, ok := fm.Map("a.\xff\xfe", ingest.Counter, nil)
+	if !ok || mp.Family.Name != "x__" {
+		t.Errorf("got %q, %v; want x__", mp.Family.Name, ok)
+	}
 }
