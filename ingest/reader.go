@@ -102,6 +102,10 @@ func newReader(cfg ReaderConfig, badLog *badLineLog) *Reader {
 func (r *Reader) Datagram(b []byte, from netip.Addr) {
 	r.datagrams++
 	r.bytes += uint64(len(b))
+	var source []byte // every line of a datagram has one sender
+	if r.sourceLabel != nil && from.IsValid() {
+		source = r.source(from)
+	}
 	for len(b) > 0 {
 		end := bytes.IndexByte(b, '\n')
 		line := b
@@ -110,34 +114,41 @@ func (r *Reader) Datagram(b []byte, from netip.Addr) {
 		} else {
 			b = nil
 		}
-		r.line(line, from)
+		r.line(line, source)
 	}
 }
 
-func (r *Reader) line(line []byte, from netip.Addr) {
+func (r *Reader) line(line, source []byte) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
 	if len(line) == 0 {
 		return
 	}
-	r.lines++
 	if len(line) > r.maxLine {
-		r.reject(ReasonTooLong, line)
+		r.tooLong(line)
 		return
 	}
+	r.lines++
 	s := &r.batch[r.n]
 	if reason := r.parser.Parse(line, s); reason != ReasonNone {
 		r.reject(reason, line)
 		return
 	}
-	if r.sourceLabel != nil && from.IsValid() {
-		s.Tags = append(s.Tags, Tag{Key: r.sourceLabel, Value: r.source(from)})
+	if source != nil {
+		s.Tags = append(s.Tags, Tag{Key: r.sourceLabel, Value: source})
 	}
 	r.n++
 	if r.n == len(r.batch) {
 		r.Flush()
 	}
+}
+
+// tooLong counts a line over max_line, which every transport finds its own
+// way (a datagram cut short, a TCP buffer with no newline).
+func (r *Reader) tooLong(line []byte) {
+	r.lines++
+	r.reject(ReasonTooLong, line)
 }
 
 func (r *Reader) reject(reason Reason, line []byte) {

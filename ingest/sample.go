@@ -19,9 +19,6 @@ const (
 
 var typeNames = [...]string{"", "c", "g", "ms", "h", "d", "s"}
 
-// IsObserver reports whether the type carries observations (ms, h, d).
-func (t Type) IsObserver() bool { return t == Timer || t == Histogram || t == Distribution }
-
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
 		return typeNames[t]

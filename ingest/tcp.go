@@ -112,8 +112,7 @@ func (s *Server) serveConn(ctx context.Context, conn *net.TCPConn, r *Reader) {
 		case end == len(buf):
 			// No newline in a whole buffer: a line longer than max_line.
 			if !discarding {
-				r.lines++
-				r.reject(ReasonTooLong, buf[:end])
+				r.tooLong(buf[:end])
 				r.publish()
 			}
 			start, end, discarding = 0, 0, true

@@ -54,8 +54,7 @@ func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, logger *slog
 		if n > 0 {
 			if flags&unix.MSG_TRUNC != 0 {
 				r.datagrams++
-				r.lines++
-				r.reject(ReasonTooLong, buf[:n])
+				r.tooLong(buf[:n])
 			} else {
 				r.Datagram(buf[:n], netip.Addr{})
 			}

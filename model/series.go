@@ -121,7 +121,7 @@ func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) b
 	case KindSet:
 		s.set.add(smp.Member, lim.exactSetMembers)
 	case KindHistogram, KindSummary:
-		w := 1 / smp.Rate
+		w := smp.Weight()
 		for _, raw := range smp.Values {
 			v := scaled(raw, b.scale)
 			if b.toSeconds {
