@@ -67,11 +67,12 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	if err != nil {
 		return err
 	}
-	warnAboutOrphanSpools(cfg, logger)
+	warnAboutOrphanSpools(pushes, logger)
 
 	// Read Prosody's own page once before any name is bound, so that the
 	// families it describes get their help and unit from the start.
-	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
+	discoverProsody := cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != ""
+	if discoverProsody {
 		prosody.ReadOnce(ctx, prosodyState, cfg.Prosody.MetricsURL, logger)
 	}
 
@@ -81,7 +82,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	}
 	httpServer, httpListener, err := newHTTP(cfg, m, logger)
 	if err != nil {
-		statsd.Serve(canceled()) // closes the sockets
+		statsd.Close()
 		return err
 	}
 	registerSelfMetrics(m, statsd, pushes, prosodyState)
@@ -124,9 +125,9 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	running.Go(func() { statsd.Serve(ctx) })
 	running.Go(func() { clock.Run(ctx, uncork) })
 	running.Go(func() { applyReloads(ctx, h.reloads, m, prosodyState, logger) })
-	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
+	if discoverProsody {
 		running.Go(func() {
-			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger, false)
+			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger)
 		})
 	}
 	running.Wait()
@@ -211,12 +212,6 @@ func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Mo
 	}
 }
 
-func canceled() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
-
 func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger) ingest.Config {
 	dialect := ingest.Dialect{RelativeGauges: cfg.Statsd.Gauges == config.GaugesRelativeSigns}
 	if cfg.Prosody.Prefix != "" {
@@ -276,10 +271,11 @@ func newHTTP(cfg config.Config, m *model.Model, logger *slog.Logger) (*http.Serv
 
 // pushSink is a configured push sink with what it was built from.
 type pushSink struct {
-	push    *sinks.Push
-	target  string
-	skipped func() uint64
-	close   func()
+	push     *sinks.Push
+	target   string
+	spoolDir string // "" without a spool
+	skipped  func() uint64
+	close    func()
 }
 
 func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
@@ -298,7 +294,8 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "graphite " + g.Address, skipped: enc.Skipped.Load, close: t.Close})
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "graphite " + g.Address, spoolDir: spoolDir(opts),
+			skipped: enc.Skipped.Load, close: t.Close})
 	}
 	for i, in := range cfg.Influx {
 		enc := influx.NewEncoder(influx.Options{
@@ -317,7 +314,8 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + redactURL(in.URL), skipped: enc.Skipped.Load, close: func() {}})
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + redactURL(in.URL), spoolDir: spoolDir(opts),
+			skipped: enc.Skipped.Load, close: func() {}})
 	}
 	for i, rw := range cfg.RemoteWrite {
 		enc := remotewrite.NewEncoder(remotewrite.Options{
@@ -337,7 +335,8 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + redactURL(rw.URL), skipped: func() uint64 { return 0 }, close: func() {}})
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + redactURL(rw.URL), spoolDir: spoolDir(opts),
+			skipped: func() uint64 { return 0 }, close: func() {}})
 	}
 	return out, nil
 }
@@ -386,26 +385,24 @@ func spoolName(target, shape string) string {
 	return kind + "-" + hex.EncodeToString(sum[:6])
 }
 
-// warnAboutOrphanSpools logs spools under a spool_dir that no configured
-// sink uses: what a sink whose target or layout changed left behind. It is
-// not delivered, and not deleted.
-func warnAboutOrphanSpools(cfg config.Config, logger *slog.Logger) {
+func spoolDir(o sinks.Options) string {
+	if o.Spool == nil {
+		return ""
+	}
+	return o.Spool.Dir()
+}
+
+// warnAboutOrphanSpools logs spools under a spool_dir that no sink opened:
+// what a sink whose target or layout changed left behind. It is not
+// delivered, and not deleted.
+func warnAboutOrphanSpools(pushes []pushSink, logger *slog.Logger) {
 	used := map[string]bool{}
 	dirs := map[string]bool{}
-	claim := func(p config.Push, target, shape string) {
-		if p.SpoolDir != "" {
-			dirs[p.SpoolDir] = true
-			used[filepath.Join(p.SpoolDir, spoolName(target, shape))] = true
+	for _, p := range pushes {
+		if p.spoolDir != "" {
+			used[p.spoolDir] = true
+			dirs[filepath.Dir(p.spoolDir)] = true
 		}
-	}
-	for _, g := range cfg.Graphite {
-		claim(g.Push, "graphite "+g.Address, graphiteShape(g))
-	}
-	for _, in := range cfg.Influx {
-		claim(in.Push, "influx "+in.URL, in.Counters)
-	}
-	for _, rw := range cfg.RemoteWrite {
-		claim(rw.Push, "remote_write "+rw.URL, "")
 	}
 	for dir := range dirs {
 		entries, _ := os.ReadDir(dir)

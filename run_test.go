@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,4 +179,28 @@ func TestRunStartsNothingOnError(t *testing.T) {
 		t.Fatalf("the StatsD UDP socket was left open: %v", err)
 	}
 	again.Close()
+}
+
+// TestOrphanSpoolsAreReported: under a spool_dir, a spool that holds data
+// and that no sink opened is logged; the ones sinks opened, and empty ones,
+// are not.
+func TestOrphanSpoolsAreReported(t *testing.T) {
+	root := t.TempDir()
+	for dir, segment := range map[string]bool{"graphite-used": true, "graphite-orphan": true, "influx-empty": false} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if segment {
+			if err := os.WriteFile(filepath.Join(root, dir, "1.spool"), []byte("x"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var log strings.Builder
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	warnAboutOrphanSpools([]pushSink{{spoolDir: filepath.Join(root, "graphite-used")}, {}}, logger)
+	if got := strings.Count(log.String(), "a spool no configured sink uses"); got != 1 ||
+		!strings.Contains(log.String(), "graphite-orphan") {
+		t.Errorf("want one warning, for graphite-orphan; got:\n%s", log.String())
+	}
 }

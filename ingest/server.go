@@ -66,7 +66,7 @@ func Listen(cfg Config) (srv *Server, err error) {
 	srv = &Server{cfg: cfg, badLog: badLineLog{logger: cfg.Logger}}
 	defer func() {
 		if err != nil {
-			srv.close()
+			srv.Close()
 		}
 	}()
 	for _, addr := range cfg.UDP {
@@ -93,7 +93,9 @@ func Listen(cfg Config) (srv *Server, err error) {
 	return srv, nil
 }
 
-func (s *Server) close() {
+// Close closes the sockets of a Server that is not to Serve (Serve closes
+// them itself when it stops).
+func (s *Server) Close() {
 	for _, u := range s.udp {
 		u.conn.Close()
 	}
@@ -101,6 +103,7 @@ func (s *Server) close() {
 		l.Close()
 	}
 	for _, c := range s.unixgram {
+		os.Remove(c.LocalAddr().String())
 		c.Close()
 	}
 }

@@ -220,6 +220,29 @@ func TestUnixgramReplacesStaleSocket(t *testing.T) {
 	}
 }
 
+// TestCloseWithoutServeReleasesEverything: a Server closed without serving
+// (statsbridge failed to start after Listen) frees its ports and removes
+// its socket files.
+func TestCloseWithoutServeReleasesEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "statsd.sock")
+	srv, err := Listen(Config{UDP: []string{"127.0.0.1:0"}, TCP: []string{"127.0.0.1:0"}, Unixgram: []string{path},
+		MaxLine: 1024, NewHandler: func() Handler { return &recorder{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := srv.TCPAddrs()[0].String()
+	srv.Close()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("socket file left after Close: %v", err)
+	}
+	l, err := net.Listen("tcp", tcp)
+	if err != nil {
+		t.Errorf("TCP port still held after Close: %v", err)
+	} else {
+		l.Close()
+	}
+}
+
 func TestListenRefusesNonSocketFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "not-a-socket")
 	os.WriteFile(path, []byte("data"), 0o644)
@@ -250,7 +273,7 @@ func TestUDPKernelDrops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.close()
+	defer srv.Close()
 	if _, ok := srv.UDPKernel(); !ok {
 		t.Skip("this kernel has no /proc/net/udp")
 	}

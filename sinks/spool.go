@@ -167,6 +167,9 @@ func (s *Spool) rotate() error {
 	return nil
 }
 
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.dir }
+
 // Bytes is the spool's size on disk.
 func (s *Spool) Bytes() int64 { return s.bytes }
 

@@ -100,33 +100,29 @@ func metricType(t pmodel.MetricType) model.Type {
 const discoverTimeout = 5 * time.Second
 
 // ReadOnce reads url and keeps what it found in state; a failure is logged.
-func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) bool {
+func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, discoverTimeout)
 	defer cancel()
 	found, err := Discover(ctx, &http.Client{}, url)
 	if err != nil {
 		logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err)
-		return false
+		return
 	}
 	state.SetDiscovered(found)
 	logger.Debug("read Prosody's families", "url", url, "families", len(found))
-	return true
 }
 
-// Watch reads url every interval until ctx is done (at once too, unless
-// readNow is false because ReadOnce just did), and keeps what it found in
-// state. A failed read is logged and tried again at the next interval; it
-// never stops statsbridge.
-func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger, readNow bool) {
+// Watch reads url every interval until ctx is done, and keeps what it
+// found in state. The first read is the caller's (ReadOnce), made before
+// the first name is bound. A failed read is logged and tried again at the
+// next interval; it never stops statsbridge.
+func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger) {
 	for {
-		if readNow {
-			ReadOnce(ctx, state, url, logger)
-		}
-		readNow = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(every):
+			ReadOnce(ctx, state, url, logger)
 		}
 	}
 }
