@@ -136,6 +136,20 @@ func TestRunServesMetricsAndDeliversOnStop(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Every self-metric family is in the README's table.
+	_, body := get(t, "http://"+a.http+"/metrics")
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE statsbridge_"); ok {
+			family := "statsbridge_" + strings.TrimSuffix(strings.Fields(name)[0], "_total")
+			if !strings.Contains(string(readme), "| `"+family) {
+				t.Errorf("self-metric %s is not in the README's table", family)
+			}
+		}
+	}
 	if code, body := get(t, "http://"+a.http+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
