@@ -46,7 +46,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: this address is not in http.allow", http.StatusForbidden)
 		return
 	}
-	if expfmt.NegotiateIncludingOpenMetrics(r.Header).FormatType() == expfmt.TypeOpenMetrics {
+	// Only the formats served here: a client preferring protobuf gets its
+	// next choice, not text by default.
+	if expfmt.NegotiateAccept(r.Header, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText).
+		FormatType() == expfmt.TypeOpenMetrics {
 		w.Header().Set("Content-Type", ContentType)
 		if err := Write(w, h.model); err != nil {
 			h.logger.Debug("scrape cut short", "err", err)
