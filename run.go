@@ -27,6 +27,7 @@ import (
 	"github.com/statsbridge/statsbridge/sinks/influx"
 	"github.com/statsbridge/statsbridge/sinks/openmetrics"
 	"github.com/statsbridge/statsbridge/sinks/remotewrite"
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // hooks connect run to its caller.
@@ -43,6 +44,10 @@ type hooks struct {
 // makes the final flush, and gives the sinks shutdown_timeout to deliver.
 // Nothing is started when any part fails to set up.
 func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) error {
+	// Every per-event log line (a bad line, a refused connection or sample,
+	// a failed delivery) goes through one throttle: a line a second per
+	// kind, with a count of the rest.
+	events := throttle.New(logger, time.Second)
 	prosodyState := prosody.NewState()
 	mappers, observers, err := newMappers(cfg, prosodyState)
 	if err != nil {
@@ -61,6 +66,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		Observers:           observers,
 		Mappers:             mappers,
 		Logger:              logger,
+		Events:              events,
 	})
 
 	pushes, err := newPushes(cfg, logger)
@@ -76,7 +82,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		prosody.ReadOnce(ctx, prosodyState, cfg.Prosody.MetricsURL, logger)
 	}
 
-	statsd, err := ingest.Listen(ingestConfig(cfg, m, logger))
+	statsd, err := ingest.Listen(ingestConfig(cfg, m, logger, events))
 	if err != nil {
 		return err
 	}
@@ -120,6 +126,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		for _, p := range pushes {
 			p.push.Flush(flush)
 		}
+		events.Flush()
 	}
 	var running sync.WaitGroup
 	running.Go(func() { statsd.Serve(ctx) })
@@ -212,7 +219,7 @@ func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Mo
 	}
 }
 
-func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger) ingest.Config {
+func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events *throttle.Log) ingest.Config {
 	dialect := ingest.Dialect{RelativeGauges: cfg.Statsd.Gauges == config.GaugesRelativeSigns}
 	if cfg.Prosody.Prefix != "" {
 		dialect.LiteralPrefix = []byte(cfg.Prosody.Prefix + ".")
@@ -231,6 +238,7 @@ func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger) ingest
 		SourceLabel:       cfg.Statsd.SourceLabel,
 		NewHandler:        func() ingest.Handler { return m.NewWriter() },
 		Logger:            logger,
+		Events:            events,
 	}
 }
 

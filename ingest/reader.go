@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // Stats counts what the listeners received. Readers keep their own counts
@@ -19,27 +21,26 @@ type Stats struct {
 	Refused     atomic.Uint64 // TCP connections refused at the limit
 }
 
-// badLineLog logs a rejected line at most once a second, with the first
-// offending line of that second, shortened.
-type badLineLog struct {
-	logger *slog.Logger
-	last   atomic.Int64 // unix seconds of the last message
+// badLineLog logs a rejected line through the process's throttle: the
+// first offending line of a period, shortened.
+type badLineLog struct{ event *throttle.Event }
+
+func newBadLineLog(events *throttle.Log) *badLineLog {
+	return &badLineLog{event: events.Event(slog.LevelWarn, "rejected a StatsD line (all are counted)")}
 }
 
 const maxLoggedLine = 200
 
 func (l *badLineLog) log(r Reason, line []byte) {
-	now := time.Now().Unix()
-	last := l.last.Load()
-	if now <= last || !l.last.CompareAndSwap(last, now) {
+	if !l.event.Due() {
+		l.event.Log() // counted as held back
 		return
 	}
 	shown := line
 	if len(shown) > maxLoggedLine {
 		shown = shown[:maxLoggedLine]
 	}
-	l.logger.Warn("rejected a StatsD line (one is logged a second; all are counted)",
-		"reason", r.String(), "line", string(shown), "length", len(line))
+	l.event.Log("reason", r.String(), "line", string(shown), "length", len(line))
 }
 
 // batchSize is how many samples a reader hands to its Handler at once.
@@ -76,15 +77,16 @@ type ReaderConfig struct {
 	MaxLine int
 	// SourceLabel, when set, tags every sample with its sender's address.
 	SourceLabel string
-	Logger      *slog.Logger
+	// Events throttles the reader's per-event log lines; nil discards them.
+	Events *throttle.Log
 }
 
 // NewReader returns a Reader for one goroutine.
 func NewReader(cfg ReaderConfig) *Reader {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Events == nil {
+		cfg.Events = throttle.New(nil, time.Second)
 	}
-	return newReader(cfg, &badLineLog{logger: cfg.Logger})
+	return newReader(cfg, newBadLineLog(cfg.Events))
 }
 
 func newReader(cfg ReaderConfig, badLog *badLineLog) *Reader {

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // Config says where to listen and how to read.
@@ -37,6 +39,9 @@ type Config struct {
 	// NewHandler returns the Handler for one reader goroutine.
 	NewHandler func() Handler
 	Logger     *slog.Logger
+	// Events throttles per-event log lines (bad lines, refused
+	// connections); nil makes a throttle of the listeners' own.
+	Events *throttle.Log
 }
 
 // drainTime bounds how long a listener keeps reading what was already
@@ -45,9 +50,10 @@ const drainTime = 2 * time.Second
 
 // Server owns the StatsD sockets and their reader goroutines.
 type Server struct {
-	cfg    Config
-	stats  Stats
-	badLog badLineLog
+	cfg        Config
+	stats      Stats
+	badLog     *badLineLog
+	tcpRefused *throttle.Event
 
 	udp      []*udpSocket
 	tcp      []*net.TCPListener
@@ -63,7 +69,11 @@ func Listen(cfg Config) (srv *Server, err error) {
 	if cfg.Readers <= 0 {
 		cfg.Readers = runtime.GOMAXPROCS(0)
 	}
-	srv = &Server{cfg: cfg, badLog: badLineLog{logger: cfg.Logger}}
+	if cfg.Events == nil {
+		cfg.Events = throttle.New(cfg.Logger, time.Second)
+	}
+	srv = &Server{cfg: cfg, badLog: newBadLineLog(cfg.Events),
+		tcpRefused: cfg.Events.Event(slog.LevelWarn, "statsd tcp connection refused: tcp_max_connections reached")}
 	defer func() {
 		if err != nil {
 			srv.Close()
@@ -141,7 +151,7 @@ func (s *Server) Serve(ctx context.Context) {
 	var wg sync.WaitGroup
 	makeReader := func() *Reader {
 		return newReader(ReaderConfig{Parser: Parser{Dialect: s.cfg.Dialect}, Handler: s.cfg.NewHandler(), Stats: &s.stats,
-			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel}, &s.badLog)
+			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel}, s.badLog)
 	}
 	for _, u := range s.udp {
 		wg.Go(func() { u.serve(ctx, makeReader()) })

@@ -44,8 +44,7 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader fu
 		if s.stats.Connections.Add(1) > int64(s.cfg.TCPMaxConnections) {
 			s.stats.Connections.Add(-1)
 			s.stats.Refused.Add(1)
-			s.badLog.logger.Warn("statsd tcp connection refused: tcp_max_connections reached",
-				"from", conn.RemoteAddr().String(), "limit", s.cfg.TCPMaxConnections)
+			s.tcpRefused.Log("from", conn.RemoteAddr().String(), "limit", s.cfg.TCPMaxConnections)
 			conn.Close()
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/ingest"
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // Options bound and tune a Model.
@@ -40,6 +41,9 @@ type Options struct {
 	// Mappers map names before the default mapping, in order.
 	Mappers []Mapper
 	Logger  *slog.Logger
+	// Events throttles per-event log lines (refused samples); nil makes a
+	// throttle of the model's own.
+	Events *throttle.Log
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -106,7 +110,9 @@ type Model struct {
 
 	dropped   [numDropReasons]atomic.Uint64
 	conflicts atomic.Uint64
-	logged    atomic.Int64 // unix seconds of the last drop logged
+	// The refusals' log lines: the counters have no family label, as that
+	// label would grow without bound exactly when a limit bites.
+	conflictLog, dropLog *throttle.Event
 }
 
 type mapperSet struct {
@@ -131,6 +137,9 @@ func New(opts Options) *Model {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Events == nil {
+		opts.Events = throttle.New(opts.Logger, time.Second)
+	}
 	if opts.ExactTimerValues <= 0 {
 		opts.ExactTimerValues = 1000
 	}
@@ -150,6 +159,9 @@ func New(opts Options) *Model {
 		// A name cache of four raw names per series holds Prosody's
 		// histograms (a name per bucket) and keeps memory bounded.
 		shardLimit: max(4*opts.MaxSeries/cacheShards, 64),
+
+		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
+		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -370,23 +382,15 @@ func (m *Model) countRefused(b *binding, remembered bool) {
 }
 
 // logRefused logs a refusal with the family it concerned (the name as sent
-// for a mapping's drop), at most once a second: the counters have no family
-// label, as that label would grow without bound exactly when a limit bites.
+// for a mapping's drop), through the throttle.
 func (m *Model) logRefused(b *binding, family, name string) {
 	switch {
 	case b.conflict:
-		m.logRare("a sample's type conflicts with its family's; dropped", "family", family)
+		m.conflictLog.Log("family", family)
 	case b.refused == DropMapping:
-		m.logRare("dropped a sample", "reason", b.refused.String(), "family", name)
+		m.dropLog.Log("reason", b.refused.String(), "family", name)
 	default:
-		m.logRare("dropped a sample", "reason", b.refused.String(), "family", family)
-	}
-}
-
-func (m *Model) logRare(msg string, args ...any) {
-	now := m.now().Unix()
-	if last := m.logged.Load(); now > last && m.logged.CompareAndSwap(last, now) {
-		m.opts.Logger.Warn(msg, args...)
+		m.dropLog.Log("reason", b.refused.String(), "family", family)
 	}
 }
 
