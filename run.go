@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -27,6 +24,7 @@ import (
 	"github.com/statsbridge/statsbridge/sinks/influx"
 	"github.com/statsbridge/statsbridge/sinks/openmetrics"
 	"github.com/statsbridge/statsbridge/sinks/remotewrite"
+	"github.com/statsbridge/statsbridge/sinks/spool"
 	"github.com/statsbridge/statsbridge/throttle"
 )
 
@@ -69,7 +67,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		Events:              events,
 	})
 
-	pushes, err := newPushes(cfg, logger)
+	pushes, err := newPushes(cfg, logger, events)
 	if err != nil {
 		return err
 	}
@@ -120,17 +118,26 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 
 	clock := cork.NewClock(cfg.Statsd.FlushInterval.D(), nil)
 	flush := &model.Flush{}
-	uncork := func(iv cork.Interval) {
+	// Each sink encodes the flush at once, in its own goroutine: one that
+	// waits for its backend to take batches holds up no other. None waits
+	// past until, when the next flush is due (or shutdown gives up).
+	uncork := func(iv cork.Interval, until time.Time) {
 		flush.Interval = iv
 		m.Collect(flush)
+		ctx, cancel := context.WithDeadline(context.Background(), until)
+		defer cancel()
+		var encoding sync.WaitGroup
 		for _, p := range pushes {
-			p.push.Flush(flush)
+			encoding.Go(func() { p.push.Flush(ctx, flush) })
 		}
+		encoding.Wait()
 		events.Flush()
 	}
 	var running sync.WaitGroup
 	running.Go(func() { statsd.Serve(ctx) })
-	running.Go(func() { clock.Run(ctx, uncork) })
+	running.Go(func() {
+		clock.Run(ctx, func(iv cork.Interval) { uncork(iv, iv.End.Add(cfg.Statsd.FlushInterval.D())) })
+	})
 	running.Go(func() { applyReloads(ctx, h.reloads, m, prosodyState, logger) })
 	if discoverProsody {
 		running.Go(func() {
@@ -140,7 +147,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	running.Wait()
 
 	logger.Info("stopping: listeners drained, making the final flush")
-	uncork(clock.Final())
+	giveUp := time.Now().Add(cfg.ShutdownTimeout.D())
+	uncork(clock.Final(), giveUp)
 	for _, p := range pushes {
 		p.push.Close()
 	}
@@ -148,7 +156,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	go func() { delivering.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(cfg.ShutdownTimeout.D()):
+	case <-time.After(time.Until(giveUp)):
 		logger.Warn("shutdown_timeout reached; dropping what was not delivered")
 		cutOff()
 		<-done
@@ -286,7 +294,7 @@ type pushSink struct {
 	close    func()
 }
 
-func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
+func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]pushSink, error) {
 	var out []pushSink
 	for i, g := range cfg.Graphite {
 		enc := graphite.NewEncoder(graphite.Options{
@@ -298,7 +306,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			ExternalLabels:  externalLabels(g.ExternalLabels),
 		})
 		t := graphite.NewTransport(g.Address, g.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, graphiteShape(g), g.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, graphiteShape(g), g.Push, logger, events)
 		if err != nil {
 			return nil, err
 		}
@@ -318,7 +326,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("influx[%d]: %w", i, err)
 		}
-		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Counters, in.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Counters, in.Push, logger, events)
 		if err != nil {
 			return nil, err
 		}
@@ -339,7 +347,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
 		}
 		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger)
+		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger, events)
 		if err != nil {
 			return nil, err
 		}
@@ -357,26 +365,26 @@ var graphiteLayouts = map[string]graphite.Layout{
 
 // pushOptions builds a push sink's delivery options, opening its spool.
 // A sink's spool lives in a subdirectory named after its target and what it
-// writes there (shape: a graphite layout, say), not its place in the file:
-// reordering or adding sinks never hands one backend's data to another.
-func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger) (sinks.Options, error) {
+// writes there (shape: a graphite layout, say), not its place in the file.
+func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger, events *throttle.Log) (sinks.Options, error) {
 	o := sinks.Options{
-		Name:        name,
-		Batch:       cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
-		QueueBytes:  int(p.QueueSize),
-		MaxRetryAge: p.MaxRetryAge.D(),
-		Logger:      logger,
+		Name:       name,
+		Batch:      cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
+		QueueBytes: int(p.QueueSize),
+		Policy:     sinks.Policy{MaxRetryAge: p.MaxRetryAge.D(), MaxRetryAfter: p.MaxRetryAfter.D()},
+		Logger:     logger,
+		Events:     events,
 	}
 	if p.SpoolDir != "" {
-		dir := filepath.Join(p.SpoolDir, spoolName(target, shape))
-		spool, err := sinks.OpenSpool(dir, int64(p.SpoolSize))
+		dir := filepath.Join(p.SpoolDir, spool.DirName(target, shape))
+		sp, err := spool.Open(dir, spool.Options{Sink: redactURL(target), MaxBytes: int64(p.SpoolSize)})
 		if err != nil {
 			return o, fmt.Errorf("%s: spool_dir (is another sink the same as this one?): %w", name, err)
 		}
-		if !spool.Empty() {
-			logger.Info("delivering what an earlier run spooled", "sink", name, "bytes", spool.Bytes(), "dir", dir)
+		if !sp.Empty() {
+			logger.Info("delivering what an earlier run spooled", "sink", name, "bytes", sp.Bytes(), "dir", dir)
 		}
-		o.Spool = spool
+		o.Spool = sp
 	}
 	return o, nil
 }
@@ -385,12 +393,6 @@ func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger)
 // one carbon with other layouts keep separate spools.
 func graphiteShape(g config.Graphite) string {
 	return fmt.Sprintf("%s|%s|%v|%s", g.Layout, g.Prefix, g.LegacyNamespace, g.Counters)
-}
-
-func spoolName(target, shape string) string {
-	sum := sha256.Sum256([]byte(target + "\x00" + shape))
-	kind, _, _ := strings.Cut(target, " ")
-	return kind + "-" + hex.EncodeToString(sum[:6])
 }
 
 func spoolDir(o sinks.Options) string {
@@ -404,25 +406,20 @@ func spoolDir(o sinks.Options) string {
 // what a sink whose target or layout changed left behind. It is not
 // delivered, and not deleted.
 func warnAboutOrphanSpools(pushes []pushSink, logger *slog.Logger) {
-	used := map[string]bool{}
-	dirs := map[string]bool{}
+	var used, roots []string
+	seen := map[string]bool{}
 	for _, p := range pushes {
 		if p.spoolDir != "" {
-			used[p.spoolDir] = true
-			dirs[filepath.Dir(p.spoolDir)] = true
+			used = append(used, p.spoolDir)
+			if root := filepath.Dir(p.spoolDir); !seen[root] {
+				seen[root] = true
+				roots = append(roots, root)
+			}
 		}
 	}
-	for dir := range dirs {
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			if !e.IsDir() || used[path] {
-				continue
-			}
-			if segments, _ := filepath.Glob(filepath.Join(path, "*.spool")); len(segments) > 0 {
-				logger.Warn("a spool no configured sink uses: its data is not delivered (a sink's target or layout changed?)", "dir", path)
-			}
-		}
+	for _, o := range spool.Orphans(roots, used) {
+		logger.Warn("a spool no configured sink uses: its data is not delivered (a sink's target or layout changed?)",
+			"dir", o.Dir, "sink", o.Sink, "bytes", o.Bytes)
 	}
 }
 

@@ -57,10 +57,15 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		counter("statsbridge_sink_batches", "Batches delivered", sink, u64(st.Batches.Load))
 		counter("statsbridge_sink_points", "Points delivered", sink, u64(st.Records.Load))
 		counter("statsbridge_sink_bytes", "Bytes delivered (before compression)", sink, u64(st.Bytes.Load))
-		for _, r := range sinks.FailureReasons() {
+		for _, r := range sinks.Failures() {
 			labels := model.Labels{{Name: "reason", Value: r.String()}, sink[0]}
 			counter("statsbridge_sink_failures", "Failed delivery attempts, by reason", labels, u64(st.Failures[r].Load))
 		}
+		gauge("statsbridge_sink_up", "1 while the last delivery attempt reached the backend, 0 in an outage", sink,
+			func() float64 { return float64(st.Up.Load()) })
+		counter("statsbridge_sink_flow_wait_seconds", "Time flushes waited for the backend to take batches (flow control)", sink,
+			func() float64 { return float64(st.WaitedNs.Load()) / 1e9 })
+		counter("statsbridge_sink_spool_syncs", "Times the spool's new data was synced to the disk", sink, u64(st.SpoolSyncs.Load))
 		counter("statsbridge_sink_retries", "Delivery attempts retried", sink, u64(st.Retries.Load))
 		counter("statsbridge_sink_skipped_values", "Values the backend cannot store (NaN, ±Inf), not sent", sink, u64(p.skipped))
 		for _, r := range sinks.DropReasons() {

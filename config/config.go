@@ -106,6 +106,7 @@ type Push struct {
 	SpoolDir       string            `toml:"spool_dir"`
 	SpoolSize      ByteSize          `toml:"spool_size"`
 	MaxRetryAge    Duration          `toml:"max_retry_age"`
+	MaxRetryAfter  Duration          `toml:"max_retry_after"`
 	Timeout        Duration          `toml:"timeout"`
 }
 
@@ -208,6 +209,7 @@ func DefaultPush() Push {
 		QueueSize:      64 << 20,
 		SpoolSize:      1 << 30,
 		MaxRetryAge:    Duration(5 * time.Minute),
+		MaxRetryAfter:  Duration(5 * time.Minute),
 		Timeout:        Duration(10 * time.Second),
 	}
 }

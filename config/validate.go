@@ -231,6 +231,7 @@ func (v *validator) push(prefix string, p *Push, counters ...string) {
 	v.check(prefix+"queue_size", p.QueueSize >= p.BatchBytes, "must be at least batch_bytes")
 	v.check(prefix+"spool_size", p.SpoolSize >= 2*p.BatchBytes, "must be at least twice batch_bytes")
 	v.check(prefix+"max_retry_age", p.MaxRetryAge >= 0, "must not be negative")
+	v.check(prefix+"max_retry_after", p.MaxRetryAfter > 0, "must be more than 0s")
 	v.check(prefix+"timeout", p.Timeout > 0, "must be more than 0")
 	for name, value := range p.ExternalLabels {
 		v.check(prefix+"external_labels", labelNameRE.MatchString(name) && !strings.HasPrefix(name, "__"),

@@ -27,7 +27,7 @@ func (a Answer) String() string {
 func Post(ctx context.Context, c *http.Client, url string, header http.Header, body []byte) (Answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return Answer{}, &Permanent{Err: err}
+		return Answer{}, &Failure{Outcome: Permanent, Err: err}
 	}
 	req.Header = header.Clone()
 	resp, err := c.Do(req)
@@ -45,8 +45,10 @@ func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil && s > 0 {
+		// Anything past a few days is capped later anyway; this keeps a
+		// huge number from overflowing a Duration.
+		return time.Duration(min(s, 1<<24)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(time.Until(t), 0)
@@ -59,21 +61,26 @@ type StatusError struct{ Answer }
 
 func (e *StatusError) Error() string { return e.Answer.String() }
 
-// Classify is the default reading of an answer: 2xx delivered; 400 and 413
-// refuse the content (split the batch); 429 and 5xx are worth a retry, after
-// Retry-After when given; other codes (401, 403, 404: configuration errors)
-// are retried too, so that nothing is lost while an operator mends them.
+// Classify is the default reading of an answer: 2xx delivered; 400, 413
+// and 422 refuse the content; 429 throttles; 5xx and 408 are the server's
+// trouble; any other code (401, 403, 404 ...) says this sink is configured
+// wrong. The policy decides what each means (see Policy.Decide).
 func Classify(a Answer) error {
+	f := &Failure{Err: &StatusError{a}, RetryAfter: a.RetryAfter}
 	switch {
 	case a.Status >= 200 && a.Status < 300:
 		return nil
-	case a.Status == http.StatusBadRequest, a.Status == http.StatusRequestEntityTooLarge:
-		return &Rejected{Err: &StatusError{a}}
-	case a.RetryAfter > 0:
-		return &RetryAfter{Err: &StatusError{a}, After: a.RetryAfter}
+	case a.Status == http.StatusBadRequest, a.Status == http.StatusRequestEntityTooLarge,
+		a.Status == http.StatusUnprocessableEntity:
+		f.Outcome = Refused
+	case a.Status == http.StatusTooManyRequests:
+		f.Outcome = Throttled
+	case a.Status >= 500, a.Status == http.StatusRequestTimeout:
+		f.Outcome = ServerError
 	default:
-		return &StatusError{a}
+		f.Outcome = ConfigError
 	}
+	return f
 }
 
 // NewHTTPClient returns a client whose every request is bounded by timeout.

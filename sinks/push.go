@@ -1,23 +1,22 @@
 // Package sinks delivers flushes to backends. Each sub-package renders one
-// backend's wire format; this package holds what the push sinks share: the
-// cork buffer a flush is packed into, the bounded outage queue, and the
-// delivery goroutine with its timeouts, retries and backoff.
+// backend's wire format and classifies its answers; this package holds what
+// the push sinks share: the cork buffer a flush is packed into, the flow
+// control between it and the backend, the bounded outage queue (in memory,
+// or on disk in a spool), the retry policy, and the delivery goroutine.
 package sinks
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks/spool"
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // Encoder renders a flush into a push sink's records.
@@ -27,58 +26,44 @@ type Encoder interface {
 	Encode(f *model.Flush, buf *cork.Buffer)
 }
 
-// Unconfirmed is what a Transport may also offer: batches it took but
-// cannot tell were stored (carbon acknowledges nothing), for shutdown to
-// keep rather than lose.
+// Unconfirmed is what a Transport may also offer: batches it wrote but
+// cannot tell were stored (carbon acknowledges nothing), once it found the
+// connection they went over gone. The sink sends them again first.
 type Unconfirmed interface {
 	Unconfirmed() []cork.Batch
 }
 
-// Transport sends one batch to the backend. Its error says what to do next:
-// nil (delivered), a *Rejected (the backend refused the content: split the
-// batch to find the bad records), a *Permanent (never retry), or any other
-// error (retry later).
+// Transport sends one batch to the backend. It only classifies the answer:
+// nil is delivered; otherwise a *Failure says what happened, and any other
+// error is a network failure (see OutcomeOf). What to do next is the
+// Policy's decision.
 type Transport interface {
 	Send(ctx context.Context, b cork.Batch) error
 }
 
-// Rejected is a refusal of the batch's content, such as an HTTP 400. Delivered
-// says the backend stored the good records anyway (an InfluxDB partial write),
-// so the batch must not be sent again.
-type Rejected struct {
-	Err       error
-	Delivered bool
-}
-
-func (e *Rejected) Error() string { return e.Err.Error() }
-func (e *Rejected) Unwrap() error { return e.Err }
-
-// Permanent is a failure that retrying cannot mend.
-type Permanent struct{ Err error }
-
-func (e *Permanent) Error() string { return e.Err.Error() }
-func (e *Permanent) Unwrap() error { return e.Err }
-
-// RetryAfter is a retryable failure with the delay the backend asked for.
-type RetryAfter struct {
-	Err   error
-	After time.Duration
-}
-
-func (e *RetryAfter) Error() string { return e.Err.Error() }
-func (e *RetryAfter) Unwrap() error { return e.Err }
-
 // Options configure a push sink's delivery.
 type Options struct {
-	Name        string // for logs and self-metrics: "graphite[0]"
-	Batch       cork.Limits
-	QueueBytes  int
-	MaxRetryAge time.Duration // 0: retry until the queue overflows
-	// Spool, when set, takes what overflows the memory queue and what
-	// shutdown could not deliver. The Push owns it from then on.
-	Spool  *Spool
+	Name  string // for logs and self-metrics: "graphite[0]"
+	Batch cork.Limits
+	// QueueBytes bounds what waits in memory while the backend is down.
+	// A healthy backend is never dropped from for it: a flush larger than
+	// the queue waits for the backend to take batches (flow control).
+	QueueBytes int
+	// Policy is the retry policy; its zero durations take the defaults
+	// (DefaultPolicy), and Spooled is set from Spool.
+	Policy Policy
+	// Spool, when set, is the outage queue: once delivery fails, what
+	// waits is written to it. The Push owns it from then on.
+	Spool  *spool.Spool
 	Logger *slog.Logger
+	// Events throttles the sink's per-event log lines; nil makes one of
+	// the sink's own.
+	Events *throttle.Log
 }
+
+// DefaultPolicy is the retry policy's defaults: backoff from 50ms to 10s,
+// and a Retry-After honoured up to 5 minutes.
+var DefaultPolicy = Policy{MinBackoff: 50 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxRetryAfter: 5 * time.Minute}
 
 // Stats are a push sink's counters.
 type Stats struct {
@@ -86,68 +71,21 @@ type Stats struct {
 	Records    atomic.Uint64 // records (points) delivered
 	Bytes      atomic.Uint64
 	Retries    atomic.Uint64
-	Failures   [numFailureReasons]atomic.Uint64 // failed attempts
+	Failures   [numOutcomes]atomic.Uint64 // failed attempts, by outcome
 	Dropped    [numDropReasons]atomic.Uint64
 	QueueBytes atomic.Int64
 	SpoolBytes atomic.Int64
 	Damaged    atomic.Uint64 // spool segments cut short by damage
-	LatencyNs  atomic.Int64  // of the last delivered batch
+	SpoolSyncs atomic.Uint64
+	LatencyNs  atomic.Int64 // of the last delivered batch
 	// DeliveryNs adds up the time delivered batches took, for the mean
 	// (with Batches).
 	DeliveryNs atomic.Int64
-}
-
-// FailureReason says why an attempt to deliver failed.
-type FailureReason uint8
-
-// The reasons an attempt fails.
-const (
-	FailNetwork     FailureReason = iota // connecting, writing or reading failed
-	FailTimeout                          // the backend did not answer in time
-	FailThrottled                        // HTTP 429
-	FailServerError                      // HTTP 5xx
-	FailClientError                      // other HTTP 4xx: usually configuration
-	FailRejected                         // the backend refused the content
-	FailPermanent                        // retrying cannot mend it
-	numFailureReasons
-)
-
-var failureNames = [numFailureReasons]string{"network", "timeout", "throttled", "server_error", "client_error", "rejected", "permanent"}
-
-func (r FailureReason) String() string { return failureNames[r] }
-
-// FailureReasons lists them all.
-func FailureReasons() []FailureReason {
-	out := make([]FailureReason, numFailureReasons)
-	for i := range out {
-		out[i] = FailureReason(i)
-	}
-	return out
-}
-
-// failureReason classifies a Transport's error.
-func failureReason(err error) FailureReason {
-	var rej *Rejected
-	var perm *Permanent
-	var st *StatusError
-	var ne net.Error
-	switch {
-	case errors.As(err, &rej):
-		return FailRejected
-	case errors.As(err, &perm):
-		return FailPermanent
-	case errors.As(err, &st):
-		switch {
-		case st.Status == http.StatusTooManyRequests:
-			return FailThrottled
-		case st.Status >= 500:
-			return FailServerError
-		}
-		return FailClientError
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return FailTimeout
-	}
-	return FailNetwork
+	// WaitedNs adds up the time flushes waited for the backend to take
+	// batches (flow control).
+	WaitedNs atomic.Int64
+	// Up is 1 while the last attempt reached the backend, 0 in an outage.
+	Up atomic.Int64
 }
 
 // DropReason says why records were given up.
@@ -155,13 +93,15 @@ type DropReason uint8
 
 // The reasons a push sink gives records up.
 const (
-	DropQueueFull  DropReason = iota // the outage queue overflowed: the oldest go
-	DropRetryAge                     // retried for longer than max_retry_age
-	DropRejected                     // the backend refused the record itself
-	DropPermanent                    // a failure that retrying cannot mend
-	DropShutdown                     // undelivered when shutdown_timeout ran out, with no spool
-	DropSpoolFull                    // the spool reached its size: its oldest go
-	DropSpoolError                   // the spool could not be written
+	// DropQueueFull: the memory queue overflowed in an outage, or behind a
+	// backend slower than the flushes, without a spool: the oldest go.
+	DropQueueFull  DropReason = iota
+	DropRetryAge              // retried for longer than max_retry_age
+	DropRejected              // the backend refused the record itself
+	DropPermanent             // a failure that retrying cannot mend
+	DropShutdown              // undelivered when shutdown_timeout ran out, with no spool
+	DropSpoolFull             // the spool reached its size: its oldest go
+	DropSpoolError            // the spool could not be written
 	numDropReasons
 )
 
@@ -178,23 +118,39 @@ func DropReasons() []DropReason {
 	return out
 }
 
-// Push is one push sink: flushes are encoded into its cork buffer, full
-// batches wait in its bounded queue, and its own goroutine delivers them in
-// order. A slow or dead backend fills only its own queue.
+// spoolSyncEvery is how often what was written to a spool is synced to the
+// disk: a power loss loses at most this much of it.
+const spoolSyncEvery = time.Second
+
+// Push is one push sink. A flush is encoded into its cork buffer; full
+// batches wait in its queue; its own goroutine (Run) delivers them in order.
+//
+// While the backend takes batches, a flush larger than the queue waits for
+// room (flow control), until the next flush is due. In an outage, or behind
+// a backend slower than the flushes, the queue makes room: with a spool,
+// everything that waits is written to disk, and new batches follow it there
+// until the spool is delivered; without one, the oldest batches go, counted.
 type Push struct {
 	opts      Options
+	policy    Policy
 	enc       Encoder
 	transport Transport
 	buf       *cork.Buffer
 	stats     Stats
+	// flushCtx is the context of the Flush in progress: its end (the next
+	// flush is due, or shutdown) stops flow control's wait.
+	flushCtx context.Context
 
 	mu      sync.Mutex
 	queue   []queued
 	qbytes  int
-	spool   *Spool
+	spool   *spool.Spool
+	failing bool // the last attempt failed to reach the backend
 	closed  bool
-	wake    chan struct{}
-	lastLog time.Time // rejections are logged at most once an interval
+	wake    chan struct{} // tells Run there is something to deliver
+	room    chan struct{} // tells a waiting flush the queue shrank, or the backend failed
+
+	failed, misconfigured, refused, givenUp, spoolFailed *throttle.Event
 }
 
 type queued struct {
@@ -206,6 +162,9 @@ type queued struct {
 	// parent is set on the parts a spooled batch was split into: the
 	// batch leaves the spool once all its parts are done.
 	parent *spooledParent
+	// bisection follows the splitting of the refused batch this is a part
+	// of; nil outside a bisection.
+	bisection *Bisection
 }
 
 type spooledParent struct{ pending int }
@@ -215,8 +174,31 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Push{opts: opts, enc: enc, transport: t, wake: make(chan struct{}, 1), spool: opts.Spool}
+	if opts.Events == nil {
+		opts.Events = throttle.New(opts.Logger, time.Second)
+	}
+	policy := opts.Policy
+	if policy.MinBackoff <= 0 {
+		policy.MinBackoff = DefaultPolicy.MinBackoff
+	}
+	if policy.MaxBackoff <= 0 {
+		policy.MaxBackoff = DefaultPolicy.MaxBackoff
+	}
+	if policy.MaxRetryAfter <= 0 {
+		policy.MaxRetryAfter = DefaultPolicy.MaxRetryAfter
+	}
+	policy.Spooled = opts.Spool != nil
+	ev := opts.Events
+	p := &Push{opts: opts, policy: policy, enc: enc, transport: t, spool: opts.Spool,
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		failed:        ev.Event(slog.LevelWarn, "delivery failed; will retry"),
+		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database or credentials); the data waits until it is mended"),
+		refused:       ev.Event(slog.LevelError, "the backend refused records; they are dropped"),
+		givenUp:       ev.Event(slog.LevelError, "gave a batch up"),
+		spoolFailed:   ev.Event(slog.LevelError, "could not use the spool"),
+	}
 	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
+	p.stats.Up.Store(1)
 	if p.spool != nil {
 		p.stats.SpoolBytes.Store(p.spool.Bytes())
 	}
@@ -230,52 +212,108 @@ func (p *Push) Name() string { return p.opts.Name }
 func (p *Push) Stats() *Stats { return &p.stats }
 
 // Flush packs one flush into batches: corked while it is encoded, so that
-// batches are as full as the limits allow; uncorked at its end.
-func (p *Push) Flush(f *model.Flush) {
+// batches are as full as the limits allow; uncorked at its end. It returns
+// once every batch is queued; while the backend takes batches that can mean
+// waiting for room, but never past ctx's end.
+func (p *Push) Flush(ctx context.Context, f *model.Flush) {
+	p.flushCtx = ctx
 	p.buf.Cork()
 	p.enc.Encode(f, p.buf)
 	p.buf.Uncork()
+	p.flushCtx = nil
 }
 
+// enqueue takes a full batch from the cork buffer.
 func (p *Push) enqueue(b cork.Batch) {
-	p.mu.Lock()
-	p.queue = append(p.queue, queued{batch: b, created: time.Now()})
-	p.qbytes += cap(b.Data) // what it holds in memory, not only what it uses
-	for p.qbytes > p.opts.QueueBytes && len(p.queue) > 1 {
-		// The newest batch always gets in; the oldest waiting ones make
-		// room, on disk when there is a spool. So the spool always holds
-		// older batches than memory, and delivery takes it first.
-		oldest := p.queue[0]
-		p.queue = p.queue[1:]
-		p.qbytes -= cap(oldest.batch.Data)
-		p.overflow(oldest, DropQueueFull)
+	q := queued{batch: b, created: time.Now()}
+	ctx := p.flushCtx
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	p.stats.QueueBytes.Store(int64(p.qbytes))
-	p.mu.Unlock()
-	p.signal()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.signal(p.wake)
+	for {
+		switch {
+		case p.spool != nil && (p.failing || !p.spool.Empty()):
+			// The spool is the outage queue, and keeps the order: while it
+			// holds anything, new batches go behind it.
+			p.appendToSpool(q)
+			return
+		case len(p.queue) == 0 || p.qbytes+cap(b.Data) <= p.opts.QueueBytes:
+			p.queue = append(p.queue, q)
+			p.qbytes += cap(b.Data) // what it holds in memory, not only what it uses
+			p.stats.QueueBytes.Store(int64(p.qbytes))
+			return
+		case p.failing || ctx.Err() != nil:
+			// An outage, or a backend slower than the flushes: make room.
+			if p.spool != nil {
+				p.spill(nil)
+				continue
+			}
+			for len(p.queue) > 0 && p.qbytes+cap(b.Data) > p.opts.QueueBytes {
+				oldest := p.queue[0]
+				p.queue[0] = queued{}
+				p.queue = p.queue[1:]
+				p.qbytes -= cap(oldest.batch.Data)
+				p.stats.Dropped[DropQueueFull].Add(uint64(oldest.batch.Len()))
+			}
+			continue
+		}
+		// The backend is taking batches: wait until it took one.
+		start := time.Now()
+		p.mu.Unlock()
+		select {
+		case <-p.room:
+		case <-ctx.Done():
+		}
+		p.mu.Lock()
+		p.stats.WaitedNs.Add(int64(time.Since(start)))
+	}
 }
 
-// overflow puts a batch in the spool, or drops it for reason when there is
-// none. p.mu is held.
-func (p *Push) overflow(q queued, reason DropReason) {
-	if p.spool == nil {
-		p.stats.Dropped[reason].Add(uint64(q.batch.Len()))
-		return
+func (p *Push) signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
+}
+
+// appendToSpool writes a batch at the spool's end. p.mu is held.
+func (p *Push) appendToSpool(q queued) {
 	dropped, err := p.spool.Append(q.batch, q.created)
 	p.stats.Dropped[DropSpoolFull].Add(uint64(dropped))
 	if err != nil {
 		p.stats.Dropped[DropSpoolError].Add(uint64(q.batch.Len()))
-		p.opts.Logger.Error("could not write to the spool; the batch is dropped", "sink", p.opts.Name, "err", err)
+		p.spoolFailed.Log("sink", p.opts.Name, "err", err, "records", q.batch.Len())
 	}
 	p.stats.SpoolBytes.Store(p.spool.Bytes())
 }
 
-func (p *Push) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
+// spill writes everything that waits in memory to the spool, in delivery
+// order: older (what the transport could not confirm, and the batches in
+// hand that are not spooled yet) in front of anything the spool holds, the
+// memory queue behind it. p.mu is held.
+func (p *Push) spill(older []cork.Batch) {
+	if len(older) > 0 {
+		if p.spool.Empty() {
+			for _, b := range older {
+				p.appendToSpool(queued{batch: b, created: time.Now()})
+			}
+		} else if err := p.spool.Prepend(older, time.Now()); err != nil {
+			for _, b := range older {
+				p.stats.Dropped[DropSpoolError].Add(uint64(b.Len()))
+			}
+			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+		}
 	}
+	for i, q := range p.queue {
+		p.appendToSpool(q)
+		p.queue[i] = queued{}
+	}
+	p.queue, p.qbytes = p.queue[:0], 0
+	p.stats.QueueBytes.Store(0)
+	p.stats.SpoolBytes.Store(p.spool.Bytes())
 }
 
 // Close says no more flushes come: Run returns once the queue is empty.
@@ -283,16 +321,23 @@ func (p *Push) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	p.signal()
+	p.signal(p.wake)
 }
 
 // Run delivers batches until Close was called and the queues are empty, or
 // until ctx is done: what is left then goes to the spool, or is counted as
 // dropped without one. The batch being delivered is taken out of the queue,
-// so that an overflow only ever moves batches that wait.
+// so that making room only ever moves batches that wait.
 func (p *Push) Run(ctx context.Context) {
 	var work []queued // the batch in hand, or the parts it was split into
+	syncCtx, stopSyncing := context.WithCancel(ctx)
+	var syncing sync.WaitGroup
+	if p.spool != nil {
+		syncing.Go(func() { p.syncSpool(syncCtx) })
+	}
 	defer func() {
+		stopSyncing()
+		syncing.Wait()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.keepAtShutdown(work)
@@ -303,7 +348,7 @@ func (p *Push) Run(ctx context.Context) {
 			p.spool.Close()
 		}
 	}()
-	backoff := newBackoff()
+	failures := 0 // attempts in a row that delivered nothing
 	for {
 		if len(work) == 0 {
 			q, ok, closed := p.take()
@@ -320,68 +365,160 @@ func (p *Push) Run(ctx context.Context) {
 			}
 			work = append(work, q)
 		}
-		q := work[0]
+		q := &work[0]
 		start := time.Now()
 		err := p.transport.Send(ctx, q.batch)
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			took := int64(time.Since(start))
-			p.stats.Batches.Add(1)
-			p.stats.Records.Add(uint64(q.batch.Len()))
-			p.stats.Bytes.Add(uint64(len(q.batch.Data)))
-			p.stats.LatencyNs.Store(took)
-			p.stats.DeliveryNs.Add(took)
-			work = p.done(work)
-			backoff.reset()
-			continue
+		outcome, retryAfter := OutcomeOf(err)
+		attempt := Attempt{Outcome: outcome, RetryAfter: retryAfter, Age: time.Since(q.created), Records: q.batch.Len()}
+		if outcome == Delivered || outcome == PartlyStored {
+			failures = 0
+		} else {
+			failures++
+			p.stats.Failures[outcome].Add(1)
 		}
-		reason := failureReason(err)
-		p.stats.Failures[reason].Add(1)
-		var rej *Rejected
-		var perm *Permanent
+		attempt.Failures = failures
 		switch {
-		case errors.As(err, &rej):
-			parts := p.rejected(q, rej)
-			if len(parts) == 0 {
+		case q.bisection != nil:
+			q.bisection.Requests++
+			if outcome == Delivered || outcome == PartlyStored {
+				q.bisection.Accepted++
+			}
+			attempt.Bisection = *q.bisection
+		case outcome == Refused:
+			q.bisection = &Bisection{Size: q.batch.Len(), Requests: 1}
+			attempt.Bisection = *q.bisection
+		}
+		d := p.policy.Decide(attempt, rand.Float64())
+		if outcome != Permanent {
+			p.setFailing(d.Action == Retry || d.Action == Hold)
+		}
+		switch d.Action {
+		case Next:
+			if outcome == Delivered {
+				took := int64(time.Since(start))
+				p.stats.Batches.Add(1)
+				p.stats.Records.Add(uint64(q.batch.Len()))
+				p.stats.Bytes.Add(uint64(len(q.batch.Data)))
+				p.stats.LatencyNs.Store(took)
+				p.stats.DeliveryNs.Add(took)
+			} else {
+				p.refused.Log("sink", p.opts.Name, "answer", err.Error(), "stored", "the rest of the batch")
+			}
+			work = p.done(work)
+			continue
+		case Split:
+			work = append(p.split(*q), work[1:]...)
+			continue
+		case Drop:
+			if q.bisection != nil && outcome == Refused {
+				q.bisection.Found++ // a bad record found: it buys the next descent
+			}
+			p.stats.Dropped[d.Reason].Add(uint64(q.batch.Len()))
+			p.logDrop(d.Reason, err, q.batch.Len())
+			work = p.done(work)
+		case DropRest:
+			n := 0
+			for len(work) > 0 {
+				n += work[0].batch.Len()
 				work = p.done(work)
-			} else {
-				work = append(parts, work[1:]...)
 			}
-			backoff.reset()
-		case errors.As(err, &perm):
-			p.logOnce("backend refused a batch for good; dropped", err, q.batch.Len())
-			p.stats.Dropped[DropPermanent].Add(uint64(q.batch.Len()))
-			work = p.done(work)
-		// A configuration error (a missing database, credentials) keeps its
-		// data, bounded only by the queue and spool, until an operator
-		// mends it: the age limit is for backends that fail.
-		// With a spool, nothing is given up for age: spool_size bounds
-		// what waits.
-		case p.spool == nil && p.opts.MaxRetryAge > 0 && time.Since(q.created) > p.opts.MaxRetryAge && reason != FailClientError:
-			p.logOnce("giving up a batch older than max_retry_age", err, q.batch.Len())
-			p.stats.Dropped[DropRetryAge].Add(uint64(q.batch.Len()))
-			work = p.done(work)
-		default:
+			p.stats.Dropped[d.Reason].Add(uint64(n))
+			p.givenUp.Log("sink", p.opts.Name, "reason", "the backend refused every part of a batch; the rest of it is dropped",
+				"records", n, "answer", err.Error())
+		case Retry, Hold:
 			p.stats.Retries.Add(1)
-			delay := backoff.next()
-			var ra *RetryAfter
-			if errors.As(err, &ra) && ra.After > delay {
-				delay = ra.After
+			ev := p.failed
+			if d.Action == Hold {
+				ev = p.misconfigured
 			}
-			if reason == FailClientError {
-				p.opts.Logger.Error("the backend refuses this sink's configuration (URL, database or credentials); the data waits until it is mended",
-					"sink", p.opts.Name, "answer", err.Error(), "retry_in", delay.Round(time.Millisecond))
-			} else {
-				p.opts.Logger.Warn("delivery failed; will retry", "sink", p.opts.Name, "err", err, "in", delay.Round(time.Millisecond))
-			}
+			ev.Log("sink", p.opts.Name, "err", err.Error(), "retry_in", d.Delay.Round(time.Millisecond))
+			work = p.keepWaiting(work)
+		}
+		if d.Delay > 0 {
+			t := time.NewTimer(d.Delay)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
-			case <-time.After(delay):
+			case <-t.C:
 			}
 		}
+	}
+}
+
+func (p *Push) logDrop(r DropReason, err error, records int) {
+	if r == DropRejected {
+		p.refused.Log("sink", p.opts.Name, "records", records, "answer", err.Error())
+		return
+	}
+	p.givenUp.Log("sink", p.opts.Name, "reason", r.String(), "records", records, "err", err.Error())
+}
+
+// setFailing records whether the backend is in an outage. A flush waiting
+// for room stops waiting when it is.
+func (p *Push) setFailing(failing bool) {
+	p.mu.Lock()
+	p.failing = failing
+	p.mu.Unlock()
+	if failing {
+		p.stats.Up.Store(0)
+		p.signal(p.room)
+	} else {
+		p.stats.Up.Store(1)
+	}
+}
+
+// keepWaiting puts what a failed attempt leaves where it waits for the next
+// one, and returns what stays in hand. What the transport could not confirm
+// is sent again first. With a spool, everything that waits goes to disk
+// now, so that a crash in the outage loses none of it.
+func (p *Push) keepWaiting(work []queued) []queued {
+	var unconfirmed []cork.Batch
+	if u, ok := p.transport.(Unconfirmed); ok {
+		unconfirmed = u.Unconfirmed()
+	}
+	if p.spool == nil {
+		front := make([]queued, 0, len(unconfirmed)+len(work))
+		for _, b := range unconfirmed {
+			front = append(front, queued{batch: b, created: time.Now()})
+		}
+		return append(front, work...)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	older := unconfirmed
+	var inSpool []queued
+	for _, q := range work {
+		if q.spooled || q.parent != nil {
+			inSpool = append(inSpool, q)
+		} else {
+			older = append(older, q.batch)
+		}
+	}
+	p.spill(older)
+	return inSpool
+}
+
+// syncSpool syncs what was written to the spool to the disk every
+// spoolSyncEvery, until ctx is done.
+func (p *Push) syncSpool(ctx context.Context) {
+	tick := time.NewTicker(spoolSyncEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p.mu.Lock()
+		if err := p.spool.Sync(); err != nil {
+			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+		}
+		p.stats.SpoolSyncs.Store(p.spool.Syncs)
+		p.mu.Unlock()
 	}
 }
 
@@ -405,42 +542,30 @@ func (p *Push) keepAtShutdown(work []queued) {
 		for _, b := range front {
 			p.stats.Dropped[DropShutdown].Add(uint64(b.Len()))
 		}
-	} else if err := p.spool.Prepend(front, time.Now()); err != nil {
-		for _, b := range front {
-			p.stats.Dropped[DropSpoolError].Add(uint64(b.Len()))
+		for _, q := range p.queue {
+			p.stats.Dropped[DropShutdown].Add(uint64(q.batch.Len()))
 		}
-		p.opts.Logger.Error("could not write to the spool at shutdown", "sink", p.opts.Name, "err", err)
+		return
 	}
-	for _, q := range p.queue {
-		p.overflow(q, DropShutdown)
-	}
+	p.spill(front)
 }
 
-// rejected handles a refusal of a batch's content and returns what is left
-// to send. A batch of several records is split in two, so that the refused
-// records are isolated and the good ones still go; a single refused record
-// is dropped.
-func (p *Push) rejected(q queued, rej *Rejected) []queued {
+// split divides a refused batch in two, so that the refused records are
+// isolated and the good ones still go.
+func (p *Push) split(q queued) []queued {
+	first, second := q.batch.Split()
+	// The parts of a spooled batch keep it in the spool until both are
+	// done: a crash meanwhile delivers it again rather than losing them.
+	parent := q.parent
 	switch {
-	case rej.Delivered:
-		p.logOnce("backend stored a batch in part and refused some of its records", rej, q.batch.Len())
-		return nil
-	case q.batch.Len() > 1:
-		first, second := q.batch.Split()
-		// The parts of a spooled batch keep it in the spool until both are
-		// done: a crash meanwhile delivers it again rather than losing them.
-		parent := q.parent
-		switch {
-		case q.spooled:
-			parent = &spooledParent{pending: 2}
-		case parent != nil:
-			parent.pending++ // one part became two
-		}
-		return []queued{{batch: first, created: q.created, parent: parent}, {batch: second, created: q.created, parent: parent}}
-	default:
-		p.logOnce("backend refused a record; dropped", rej, 1)
-		p.stats.Dropped[DropRejected].Add(1)
-		return nil
+	case q.spooled:
+		parent = &spooledParent{pending: 2}
+	case parent != nil:
+		parent.pending++ // one part became two
+	}
+	return []queued{
+		{batch: first, created: q.created, parent: parent, bisection: q.bisection},
+		{batch: second, created: q.created, parent: parent, bisection: q.bisection},
 	}
 }
 
@@ -456,7 +581,7 @@ func (p *Push) done(work []queued) []queued {
 	if last {
 		p.mu.Lock()
 		if err := p.spool.Ack(); err != nil {
-			p.opts.Logger.Error("could not remove a delivered batch from the spool", "sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
 		}
 		p.stats.SpoolBytes.Store(p.spool.Bytes())
 		p.mu.Unlock()
@@ -474,7 +599,7 @@ func (p *Push) take() (q queued, ok, closed bool) {
 		b, created, ok, err := p.spool.Peek()
 		p.stats.Damaged.Store(p.spool.Damaged)
 		if err != nil {
-			p.opts.Logger.Error("could not read the spool", "sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
 		}
 		if ok {
 			return queued{batch: b, created: created, spooled: true}, true, false
@@ -488,40 +613,6 @@ func (p *Push) take() (q queued, ok, closed bool) {
 	p.queue = p.queue[1:]
 	p.qbytes -= cap(q.batch.Data)
 	p.stats.QueueBytes.Store(int64(p.qbytes))
+	p.signal(p.room)
 	return q, true, false
-}
-
-func (p *Push) logOnce(msg string, err error, records int) {
-	p.mu.Lock()
-	now := time.Now()
-	due := now.Sub(p.lastLog) >= 10*time.Second
-	if due {
-		p.lastLog = now
-	}
-	p.mu.Unlock()
-	if due {
-		p.opts.Logger.Error(msg, "sink", p.opts.Name, "records", records, "answer", fmt.Sprint(err))
-	}
-}
-
-// backoff doubles from 50ms to 10s, with jitter so that relays restarted
-// together do not retry in step.
-type backoff struct{ cur time.Duration }
-
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 10 * time.Second
-)
-
-func newBackoff() *backoff { return &backoff{} }
-
-func (b *backoff) reset() { b.cur = 0 }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = minBackoff
-	} else {
-		b.cur = min(2*b.cur, maxBackoff)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks/spool"
 )
 
 // textEncoder ignores the flush and writes the records it is told to.
@@ -48,8 +49,7 @@ func (f *fakeTransport) Send(ctx context.Context, b cork.Batch) error {
 	defer f.mu.Unlock()
 	f.attempts++
 	err := f.answer(recs)
-	var rej *Rejected
-	if err == nil || (errors.As(err, &rej) && rej.Delivered) {
+	if o, _ := OutcomeOf(err); o == Delivered || o == PartlyStored {
 		for _, r := range recs {
 			if !strings.HasPrefix(r, "bad") {
 				f.delivered = append(f.delivered, r)
@@ -80,7 +80,7 @@ func deliver(t *testing.T, p *Push, enc *textEncoder, flushes ...[]string) {
 	t.Helper()
 	for _, recs := range flushes {
 		enc.next = recs
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	p.Close()
 	done := make(chan struct{})
@@ -128,7 +128,7 @@ func TestRejectedBatchesAreSplitToFindTheBadRecord(t *testing.T) {
 	tr := &fakeTransport{answer: func(recs []string) error {
 		for _, r := range recs {
 			if strings.HasPrefix(r, "bad") {
-				return &Rejected{Err: errors.New("HTTP 400 out of order sample")}
+				return &Failure{Outcome: Refused, Err: errors.New("HTTP 400 out of order sample")}
 			}
 		}
 		return nil
@@ -146,7 +146,7 @@ func TestRejectedBatchesAreSplitToFindTheBadRecord(t *testing.T) {
 func TestPartialWriteIsNotResent(t *testing.T) {
 	enc := &textEncoder{}
 	tr := &fakeTransport{answer: func([]string) error {
-		return &Rejected{Err: errors.New("partial write"), Delivered: true}
+		return &Failure{Outcome: PartlyStored, Err: errors.New("partial write")}
 	}}
 	p := newTestPush(enc, tr, Options{})
 	deliver(t, p, enc, []string{"a", "bad", "b"})
@@ -157,7 +157,7 @@ func TestPartialWriteIsNotResent(t *testing.T) {
 
 func TestPermanentFailureDrops(t *testing.T) {
 	enc := &textEncoder{}
-	tr := &fakeTransport{answer: func([]string) error { return &Permanent{Err: errors.New("bad URL")} }}
+	tr := &fakeTransport{answer: func([]string) error { return &Failure{Outcome: Permanent, Err: errors.New("bad URL")} }}
 	p := newTestPush(enc, tr, Options{})
 	deliver(t, p, enc, []string{"a", "b"})
 	if tr.attempts != 1 || p.Stats().Dropped[DropPermanent].Load() != 2 {
@@ -168,7 +168,7 @@ func TestPermanentFailureDrops(t *testing.T) {
 func TestRetriesEndAtMaxRetryAge(t *testing.T) {
 	enc := &textEncoder{}
 	tr := &fakeTransport{answer: func([]string) error { return errors.New("down") }}
-	p := newTestPush(enc, tr, Options{MaxRetryAge: 300 * time.Millisecond})
+	p := newTestPush(enc, tr, Options{Policy: Policy{MaxRetryAge: 300 * time.Millisecond}})
 	deliver(t, p, enc, []string{"a"})
 	if p.Stats().Dropped[DropRetryAge].Load() != 1 || tr.attempts < 2 {
 		t.Errorf("%d attempts, dropped %d", tr.attempts, p.Stats().Dropped[DropRetryAge].Load())
@@ -187,7 +187,7 @@ func TestAStuckBackendFillsOnlyItsQueue(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < 100; i++ {
 		enc.next = []string{fmt.Sprintf("r%03d", i)}
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("flushing into a stuck sink took %v", d)
@@ -209,13 +209,13 @@ func TestAStuckBackendFillsOnlyItsQueue(t *testing.T) {
 // what overflows the memory queue goes to disk; once it answers, every
 // batch arrives, oldest first.
 func TestOverflowGoesToTheSpoolAndComesBackInOrder(t *testing.T) {
-	spool, err := OpenSpool(t.TempDir(), 1<<20)
+	sp, err := spool.Open(t.TempDir(), spool.Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	enc := &textEncoder{}
 	tr := &fakeTransport{answer: func([]string) error { return nil }, gate: make(chan struct{})}
-	p := newTestPush(enc, tr, Options{Batch: cork.Limits{Records: 1, Bytes: 1 << 20}, QueueBytes: 20, Spool: spool})
+	p := newTestPush(enc, tr, Options{Batch: cork.Limits{Records: 1, Bytes: 1 << 20}, QueueBytes: 20, Spool: sp})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -225,7 +225,7 @@ func TestOverflowGoesToTheSpoolAndComesBackInOrder(t *testing.T) {
 		r := fmt.Sprintf("r%03d", i)
 		want = append(want, r)
 		enc.next = []string{r}
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	if p.Stats().SpoolBytes.Load() == 0 || p.Stats().Dropped[DropQueueFull].Load() != 0 {
 		t.Fatalf("spool %d bytes, dropped %d", p.Stats().SpoolBytes.Load(), p.Stats().Dropped[DropQueueFull].Load())
@@ -245,13 +245,13 @@ func TestOverflowGoesToTheSpoolAndComesBackInOrder(t *testing.T) {
 // left goes to the spool, and the next run delivers it first.
 func TestShutdownSpoolsWhatItCouldNotDeliver(t *testing.T) {
 	dir := t.TempDir()
-	spool, _ := OpenSpool(dir, 1<<20)
+	sp, _ := spool.Open(dir, spool.Options{MaxBytes: 1 << 20})
 	enc := &textEncoder{}
 	down := &fakeTransport{answer: func([]string) error { return errors.New("connection refused") }}
-	p := newTestPush(enc, down, Options{Spool: spool})
+	p := newTestPush(enc, down, Options{Spool: sp})
 	for _, r := range []string{"a", "b", "c"} {
 		enc.next = []string{r}
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -261,11 +261,11 @@ func TestShutdownSpoolsWhatItCouldNotDeliver(t *testing.T) {
 		t.Fatalf("%d dropped at shutdown with a spool", n)
 	}
 
-	spool, _ = OpenSpool(dir, 1<<20)
+	sp, _ = spool.Open(dir, spool.Options{MaxBytes: 1 << 20})
 	up := &fakeTransport{answer: func([]string) error { return nil }}
-	next := newTestPush(enc, up, Options{Spool: spool})
+	next := newTestPush(enc, up, Options{Spool: sp})
 	enc.next = []string{"d"}
-	next.Flush(&model.Flush{})
+	flushSoon(next)
 	next.Close()
 	next.Run(context.Background())
 	if got := strings.Join(up.got(), ""); got != "abcd" {
@@ -273,22 +273,29 @@ func TestShutdownSpoolsWhatItCouldNotDeliver(t *testing.T) {
 	}
 }
 
-func TestFailureReasons(t *testing.T) {
+func TestOutcomeOf(t *testing.T) {
 	for _, tt := range []struct {
 		err  error
-		want FailureReason
+		want Outcome
 	}{
-		{errors.New("dial tcp: connection refused"), FailNetwork},
-		{context.DeadlineExceeded, FailTimeout},
-		{&StatusError{Answer{Status: 503}}, FailServerError},
-		{&RetryAfter{Err: &StatusError{Answer{Status: 429}}}, FailThrottled},
-		{&StatusError{Answer{Status: 404}}, FailClientError},
-		{&Rejected{Err: &StatusError{Answer{Status: 400}}}, FailRejected},
-		{&Permanent{Err: errors.New("bad")}, FailPermanent},
+		{nil, Delivered},
+		{errors.New("dial tcp: connection refused"), Unreachable},
+		{context.DeadlineExceeded, TimedOut},
+		{Classify(Answer{Status: 503}), ServerError},
+		{Classify(Answer{Status: 429, RetryAfter: time.Minute}), Throttled},
+		{Classify(Answer{Status: 404}), ConfigError},
+		{Classify(Answer{Status: 401}), ConfigError},
+		{Classify(Answer{Status: 400}), Refused},
+		{Classify(Answer{Status: 413}), Refused},
+		{Classify(Answer{Status: 204}), Delivered},
+		{fmt.Errorf("wrapped: %w", &Failure{Outcome: Permanent, Err: errors.New("bad")}), Permanent},
 	} {
-		if got := failureReason(tt.err); got != tt.want {
+		if got, _ := OutcomeOf(tt.err); got != tt.want {
 			t.Errorf("%v: %v, want %v", tt.err, got, tt.want)
 		}
+	}
+	if _, after := OutcomeOf(Classify(Answer{Status: 429, RetryAfter: time.Minute})); after != time.Minute {
+		t.Errorf("Retry-After read as %v", after)
 	}
 }
 
@@ -302,13 +309,13 @@ func TestAConfigurationErrorKeepsItsData(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !mended {
-			return &StatusError{Answer{Status: 404, Body: `{"error":"database not found: \"x\""}`}}
+			return Classify(Answer{Status: 404, Body: `{"error":"database not found: \"x\""}`})
 		}
 		return nil
 	}}
-	p := newTestPush(enc, tr, Options{MaxRetryAge: 100 * time.Millisecond})
+	p := newTestPush(enc, tr, Options{Policy: Policy{MaxRetryAge: 100 * time.Millisecond}})
 	enc.next = []string{"kept"}
-	p.Flush(&model.Flush{})
+	flushSoon(p)
 	p.Close()
 	go func() {
 		time.Sleep(600 * time.Millisecond) // well past max_retry_age
@@ -320,4 +327,12 @@ func TestAConfigurationErrorKeepsItsData(t *testing.T) {
 	if got := tr.got(); len(got) != 1 || p.Stats().Dropped[DropRetryAge].Load() != 0 {
 		t.Errorf("delivered %v, dropped %d at max_retry_age", got, p.Stats().Dropped[DropRetryAge].Load())
 	}
+}
+
+// flushSoon flushes as the clock does when the next flush is due in 20ms:
+// a flush waits for room no longer than that.
+func flushSoon(p *Push) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	p.Flush(ctx, &model.Flush{})
 }

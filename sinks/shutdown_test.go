@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
-	"github.com/statsbridge/statsbridge/model"
+	"github.com/statsbridge/statsbridge/sinks/spool"
 )
 
 // readSpool reads every record a spool directory holds, in order.
 func readSpool(t *testing.T, dir string) []string {
 	t.Helper()
-	s, err := OpenSpool(dir, 1<<30)
+	s, err := spool.Open(dir, spool.Options{MaxBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func waitForAttempt(tr *fakeTransport) {
 // overflowed into the spool while it was retried; shutdown puts it first.
 func TestShutdownKeepsTheSpoolInOrder(t *testing.T) {
 	dir := t.TempDir()
-	sp, _ := OpenSpool(dir, 1<<30)
+	sp, _ := spool.Open(dir, spool.Options{MaxBytes: 1 << 30})
 	enc := &textEncoder{}
 	tr := &fakeTransport{answer: func([]string) error { return errors.New("down") }}
 	p := NewPush(Options{Batch: cork.Limits{Records: 1, Bytes: 1 << 20}, QueueBytes: 3, Spool: sp}, enc, tr)
@@ -62,11 +62,11 @@ func TestShutdownKeepsTheSpoolInOrder(t *testing.T) {
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
 	enc.next = []string{"A"}
-	p.Flush(&model.Flush{})
+	flushSoon(p)
 	waitForAttempt(tr) // A is in hand
 	for _, r := range []string{"B", "C", "D", "E", "F"} {
 		enc.next = []string{r}
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	cancel()
 	<-done
@@ -80,14 +80,14 @@ func TestShutdownKeepsTheSpoolInOrder(t *testing.T) {
 // they are retried loses nothing, and shutdown does not write them twice.
 func TestThePartsOfASpooledBatchKeepItSpooled(t *testing.T) {
 	dir := t.TempDir()
-	sp, _ := OpenSpool(dir, 1<<30)
+	sp, _ := spool.Open(dir, spool.Options{MaxBytes: 1 << 30})
 	sp.Append(batchOf("a", "b"), time.Now())
 	sp.Append(batchOf("c"), time.Now())
 	enc := &textEncoder{}
 	var refused atomic.Bool
 	tr := &fakeTransport{answer: func(r []string) error {
 		if len(r) == 2 && refused.CompareAndSwap(false, true) {
-			return &Rejected{Err: errors.New("400")}
+			return &Failure{Outcome: Refused, Err: errors.New("400")}
 		}
 		return errors.New("down")
 	}}
@@ -120,13 +120,13 @@ func TestQueueMemoryIsBounded(t *testing.T) {
 	for i := range enc.next {
 		enc.next[i] = big
 	}
-	p.Flush(&model.Flush{})
+	flushSoon(p)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	enc.next = []string{strings.Repeat("y", 100)}
 	for i := 0; i < 2000; i++ {
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -138,7 +138,7 @@ func TestQueueMemoryIsBounded(t *testing.T) {
 // TestASpoolIsNotGivenUpForAge: with a spool, an outage longer than
 // max_retry_age loses nothing: spool_size is the bound.
 func TestASpoolIsNotGivenUpForAge(t *testing.T) {
-	sp, _ := OpenSpool(t.TempDir(), 1<<30)
+	sp, _ := spool.Open(t.TempDir(), spool.Options{MaxBytes: 1 << 30})
 	enc := &textEncoder{}
 	var down atomic.Bool
 	down.Store(true)
@@ -149,12 +149,12 @@ func TestASpoolIsNotGivenUpForAge(t *testing.T) {
 		return nil
 	}}
 	p := NewPush(Options{Batch: cork.Limits{Records: 1, Bytes: 1 << 20}, QueueBytes: 1 << 20,
-		MaxRetryAge: 100 * time.Millisecond, Spool: sp}, enc, tr)
+		Policy: Policy{MaxRetryAge: 100 * time.Millisecond}, Spool: sp}, enc, tr)
 	done := make(chan struct{})
 	go func() { p.Run(context.Background()); close(done) }()
 	for _, r := range []string{"a", "b", "c", "d", "e"} {
 		enc.next = []string{r}
-		p.Flush(&model.Flush{})
+		flushSoon(p)
 		time.Sleep(80 * time.Millisecond)
 	}
 	down.Store(false)
@@ -183,11 +183,11 @@ func (u *unconfirmingTransport) Unconfirmed() []cork.Batch {
 // not confirm is older than anything still queued, and is kept.
 func TestUnconfirmedBatchesAreSpooledFirstAtShutdown(t *testing.T) {
 	dir := t.TempDir()
-	sp, _ := OpenSpool(dir, 1<<30)
+	sp, _ := spool.Open(dir, spool.Options{MaxBytes: 1 << 30})
 	enc := &textEncoder{next: []string{"queued"}}
 	tr := &unconfirmingTransport{held: batchOf("unconfirmed")}
 	p := NewPush(Options{Batch: cork.Limits{Records: 10, Bytes: 1 << 20}, QueueBytes: 1 << 20, Spool: sp}, enc, tr)
-	p.Flush(&model.Flush{})
+	flushSoon(p)
 	p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -195,4 +195,13 @@ func TestUnconfirmedBatchesAreSpooledFirstAtShutdown(t *testing.T) {
 	if got := strings.Join(readSpool(t, dir), ","); got != "unconfirmed,queued" {
 		t.Errorf("spool after shutdown: %q", got)
 	}
+}
+
+func batchOf(records ...string) cork.Batch {
+	var b cork.Batch
+	for _, r := range records {
+		b.Data = append(b.Data, r...)
+		b.Ends = append(b.Ends, len(b.Data))
+	}
+	return b
 }

@@ -21,18 +21,18 @@ import (
 // bytes, and a carbon that stops (or dies) right then loses what it had not
 // read. So the transport keeps what it wrote on the current connection in
 // the last replayWindow, and when that connection turns out to be gone it
-// writes those lines again on the next one before anything new. Carbon
-// stores a path's point per timestamp, so a line written twice is stored
-// once.
+// fails the attempt and hands those batches back as unconfirmed: the sink
+// sends them again, before anything new. Carbon stores a path's point per
+// timestamp, so a line written twice is stored once.
 type Transport struct {
 	addr    string
 	timeout time.Duration
 
-	mu     sync.Mutex
-	conn   net.Conn
-	recent []written // on the current connection, oldest first
-	size   int
-	replay []written // to write first on the next connection
+	mu          sync.Mutex
+	conn        net.Conn
+	recent      []written // on the current connection, oldest first
+	size        int
+	unconfirmed []cork.Batch // written on a connection found gone
 }
 
 type written struct {
@@ -50,12 +50,17 @@ func NewTransport(addr string, timeout time.Duration) *Transport {
 	return &Transport{addr: addr, timeout: timeout}
 }
 
+// errClosed fails an attempt that found carbon had closed the connection:
+// what was written on it lately is unconfirmed.
+var errClosed = errors.New("carbon closed the connection")
+
 // Send implements sinks.Transport.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conn != nil && peerClosed(t.conn) {
 		t.drop()
+		return errClosed
 	}
 	if t.conn == nil {
 		d := net.Dialer{Timeout: t.timeout}
@@ -64,12 +69,6 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 			return fmt.Errorf("connecting to carbon: %w", err)
 		}
 		t.conn = conn
-		for len(t.replay) > 0 {
-			if err := t.write(ctx, t.replay[0].batch); err != nil {
-				return err
-			}
-			t.replay = t.replay[1:]
-		}
 	}
 	return t.write(ctx, b)
 }
@@ -97,25 +96,24 @@ func (t *Transport) write(ctx context.Context, b cork.Batch) error {
 }
 
 // Unconfirmed implements sinks.Unconfirmed: what was written on a
-// connection that turned out to be gone and not yet written again. The
-// transport forgets it, as its caller keeps it now.
+// connection that turned out to be gone. The transport forgets it, as its
+// caller keeps it now.
 func (t *Transport) Unconfirmed() []cork.Batch {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]cork.Batch, len(t.replay))
-	for i, w := range t.replay {
-		out[i] = w.batch
-	}
-	t.replay = nil
+	out := t.unconfirmed
+	t.unconfirmed = nil
 	return out
 }
 
 // drop closes a connection found gone; what was written on it lately is
-// written again on the next.
+// unconfirmed.
 func (t *Transport) drop() {
 	t.conn.Close()
 	t.conn = nil
-	t.replay = append(t.recent, t.replay...)
+	for _, w := range t.recent {
+		t.unconfirmed = append(t.unconfirmed, w.batch)
+	}
 	t.recent, t.size = nil, 0
 }
 
@@ -149,5 +147,5 @@ func (t *Transport) Close() {
 		t.conn.Close()
 		t.conn = nil
 	}
-	t.recent, t.replay, t.size = nil, nil, 0
+	t.recent, t.unconfirmed, t.size = nil, nil, 0
 }

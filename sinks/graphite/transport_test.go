@@ -13,7 +13,8 @@ import (
 )
 
 // TestLinesACarbonDidNotReadAreWrittenAgain: carbon closes the connection
-// with a batch unread in its socket; the next connection carries it again.
+// with a batch unread in its socket; the attempt that finds it gone fails
+// and hands the batch back, and the next connection carries it again.
 func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,7 +79,20 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	send("c 3 3")
+	c := []byte("c 3 3\n")
+	if err := tr.Send(context.Background(), cork.Batch{Data: c, Ends: []int{len(c)}}); err == nil {
+		t.Fatal("a Send on a connection carbon closed succeeded")
+	}
+	var again []string
+	for _, b := range tr.Unconfirmed() {
+		again = append(again, strings.TrimSpace(string(b.Data)))
+	}
+	if strings.Join(again, ",") != "a 1 1,b 2 2" {
+		t.Fatalf("unconfirmed %q, want what was written on the closed connection", again)
+	}
+	for _, line := range append(again, "c 3 3") {
+		send(line) // as the sink sends them: the unconfirmed first
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -94,8 +108,8 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 	}
 }
 
-// TestUnconfirmedHandsBackWhatAwaitsReplay: at shutdown the transport hands
-// back what it could not write again, and forgets it.
+// TestUnconfirmedHandsBackWhatAwaitsReplay: the transport hands back what
+// it wrote on a connection found gone, once, and forgets it.
 func TestUnconfirmedHandsBackWhatAwaitsReplay(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()

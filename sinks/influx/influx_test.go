@@ -60,16 +60,14 @@ func TestTransportAnswers(t *testing.T) {
 		name   string
 		status int
 		body   string
-		check  func(error) bool
+		want   sinks.Outcome
 	}{
-		{"204 delivered", 204, "", func(err error) bool { return err == nil }},
+		{"204 delivered", 204, "", sinks.Delivered},
 		{"partial write: stored, not resent", 400, `{"error":"partial write: unable to parse 'x': invalid field format dropped=0"}`,
-			func(err error) bool { r, ok := err.(*sinks.Rejected); return ok && r.Delivered }},
-		{"whole batch refused: split", 400, `{"error":"field type conflict"}`,
-			func(err error) bool { r, ok := err.(*sinks.Rejected); return ok && !r.Delivered }},
-		{"missing database: retried", 404, `{"error":"database not found: \"x\""}`,
-			func(err error) bool { _, rej := err.(*sinks.Rejected); return err != nil && !rej }},
-		{"overloaded: retried after", 503, "", func(err error) bool { return err != nil }},
+			sinks.PartlyStored},
+		{"whole batch refused", 400, `{"error":"field type conflict"}`, sinks.Refused},
+		{"missing database: configuration", 404, `{"error":"database not found: \"x\""}`, sinks.ConfigError},
+		{"overloaded", 503, "", sinks.ServerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +89,8 @@ func TestTransportAnswers(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = tr.Send(context.Background(), cork.Batch{Data: []byte("m value=1 1\n"), Ends: []int{12}})
-			if !tt.check(err) {
-				t.Errorf("error %T %v", err, err)
+			if got, _ := sinks.OutcomeOf(err); got != tt.want {
+				t.Errorf("%v: outcome %v, want %v", err, got, tt.want)
 			}
 			if gotBody != "m value=1 1\n" || gotQuery != "db=statsd&precision=ms" || gotAuth != "Token tok" {
 				t.Errorf("request body %q query %q auth %q", gotBody, gotQuery, gotAuth)

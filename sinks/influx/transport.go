@@ -75,9 +75,10 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 }
 
 // Send implements sinks.Transport. A 400 that says "partial write" means
-// InfluxDB stored the good lines and refused the rest: that batch must not
-// be sent again. A 404 is a missing database: retried, so the data waits
-// until an operator creates it, or created with create_database.
+// InfluxDB stored the good lines and refused the rest: the batch is partly
+// stored. A 404 is a missing database, a configuration error: the data
+// waits until an operator creates it, or it is created with
+// create_database.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	err := t.send(ctx, b)
 	var st *sinks.StatusError
@@ -118,7 +119,7 @@ func (t *Transport) send(ctx context.Context, b cork.Batch) error {
 	}
 	err = sinks.Classify(a)
 	if a.Status == http.StatusBadRequest && strings.Contains(a.Body, "partial write") {
-		return &sinks.Rejected{Err: err, Delivered: true}
+		return &sinks.Failure{Outcome: sinks.PartlyStored, Err: err}
 	}
 	return err
 }

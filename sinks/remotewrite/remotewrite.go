@@ -192,8 +192,8 @@ func NewTransport(url string, headers map[string]string, timeout time.Duration) 
 
 // Send implements sinks.Transport. Prometheus refuses a whole request for one
 // bad sample, with 400 (out of order, duplicate, out of bounds) or, in 2.x,
-// 500 ("too old sample", "empty labelset"); either way the batch is split to
-// find it, and those 500s are never retried as they are.
+// 500 ("too old sample", "empty labelset"): both are refusals of the content,
+// never retried as they are.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	t.zbuf = snappy.Encode(t.zbuf[:cap(t.zbuf)], b.Data)
 	a, err := sinks.Post(ctx, t.client, t.url, t.header, t.zbuf)
@@ -203,7 +203,7 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	err = sinks.Classify(a)
 	if a.Status == http.StatusInternalServerError &&
 		(strings.Contains(a.Body, "too old sample") || strings.Contains(a.Body, "empty labelset")) {
-		return &sinks.Rejected{Err: err}
+		return &sinks.Failure{Outcome: sinks.Refused, Err: err}
 	}
 	return err
 }

@@ -70,14 +70,15 @@ func TestTransportAnswers(t *testing.T) {
 		name   string
 		status int
 		body   string
-		want   string // "ok", "rejected", "retry"
+		want   sinks.Outcome
 	}{
-		{"204", 204, "", "ok"},
-		{"out of order: split", 400, "out of order sample", "rejected"},
-		{"too old sample (2.x answers 500): split, never retried as is", 500, "too old sample", "rejected"},
-		{"empty labelset (500): split", 500, "empty labelset: invalid sample", "rejected"},
-		{"other 500: retry", 500, "internal", "retry"},
-		{"429: retry", 429, "", "retry"},
+		{"204", 204, "", sinks.Delivered},
+		{"out of order", 400, "out of order sample", sinks.Refused},
+		{"too old sample (2.x answers 500): refused, never retried as is", 500, "too old sample", sinks.Refused},
+		{"empty labelset (500): refused", 500, "empty labelset: invalid sample", sinks.Refused},
+		{"other 500", 500, "internal", sinks.ServerError},
+		{"429", 429, "", sinks.Throttled},
+		{"401", 401, "", sinks.ConfigError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,13 +92,8 @@ func TestTransportAnswers(t *testing.T) {
 			}))
 			defer srv.Close()
 			err := NewTransport(srv.URL, nil, time.Second).Send(context.Background(), cork.Batch{Data: []byte{}, Ends: nil})
-			_, rejected := err.(*sinks.Rejected)
-			got := map[bool]string{true: "rejected", false: "retry"}[rejected]
-			if err == nil {
-				got = "ok"
-			}
-			if got != tt.want {
-				t.Errorf("%v: got %s, want %s", err, got, tt.want)
+			if got, _ := sinks.OutcomeOf(err); got != tt.want {
+				t.Errorf("%v: got %v, want %v", err, got, tt.want)
 			}
 		})
 	}

@@ -1,7 +1,18 @@
-package sinks
+// Package spool is a push sink's outage queue on disk. Once a sink's
+// delivery fails, everything that waits goes here, so that a crash loses at
+// most what was in memory for about one flush interval; delivery reads it
+// back oldest first, also after a restart. The design follows
+// VictoriaMetrics' lib/persistentqueue: append-only segment files in a
+// directory of the sink's own, a reader's cursor, a lock against a second
+// process, and a meta file that says whose the directory is, so that a
+// spool no sink uses any more can be found and named.
+package spool
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -18,8 +29,7 @@ import (
 	"github.com/statsbridge/statsbridge/cork"
 )
 
-// Spool is a push sink's queue on disk, for what does not fit the memory
-// queue while its backend is down, and for what shutdown could not deliver.
+// Spool is one sink's queue on disk.
 // It is a directory of segment files, read back in order of their numbers:
 //
 //	segment:  record*
@@ -37,7 +47,13 @@ import (
 // and counted, never fatal. Past maxBytes the oldest segment goes, counted.
 // A lock file keeps two processes out of one directory.
 //
-// A Spool is not safe for concurrent use; its Push serialises access.
+// Durability: every Append is a write(2), so what is appended survives the
+// process being killed at once. For a power loss, Sync writes it through to
+// the disk; the sink calls it at most a second after an Append. A segment is
+// synced when it is finished, and the directory whenever a file is created
+// in it, so a segment that was synced is found again after a power loss.
+//
+// A Spool is not safe for concurrent use; its sink serialises access.
 type Spool struct {
 	dir        string
 	maxBytes   int64
@@ -47,6 +63,7 @@ type Spool struct {
 	segments []*segment // in reading order; the last is being written
 	file     *os.File   // the last segment, open for appending
 	bytes    int64
+	dirty    bool // appended to since the last Sync
 
 	// reading: the oldest segment, loaded whole
 	readSeq  uint64
@@ -61,6 +78,8 @@ type Spool struct {
 	// Damaged counts the times damage (a bad checksum, a torn record, an
 	// unreadable segment) cut a segment's reading short.
 	Damaged uint64
+	// Syncs counts the fsyncs of data written.
+	Syncs uint64
 }
 
 type segment struct {
@@ -77,10 +96,28 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// OpenSpool opens (or creates) a spool directory. What an earlier run left
+// Options say where a spool is, whose it is and how large it may grow.
+type Options struct {
+	// Sink describes the sink the spool belongs to ("influx
+	// http://host:8086/write?db=statsd"), for the meta file; it must hold
+	// no secret.
+	Sink string
+	// MaxBytes bounds the spool on disk; past it the oldest segment goes.
+	MaxBytes int64
+}
+
+// metaFile names the sink a spool directory belongs to.
+const metaFile = "meta.json"
+
+type meta struct {
+	Sink string `json:"sink"`
+}
+
+// Open opens (or creates) a spool directory. What an earlier run left
 // is kept and read first, from where its cursor says; writing starts a new
 // segment, so that a torn tail of the last run stays where it is.
-func OpenSpool(dir string, maxBytes int64) (*Spool, error) {
+func Open(dir string, o Options) (*Spool, error) {
+	maxBytes := o.MaxBytes
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
@@ -93,6 +130,10 @@ func OpenSpool(dir string, maxBytes int64) (*Spool, error) {
 		return nil, fmt.Errorf("%s is in use by another sink or process: %w", dir, err)
 	}
 	s := &Spool{dir: dir, maxBytes: maxBytes, segmentMax: min(max(maxBytes/8, 64<<10), 8<<20), lock: lock}
+	if err := s.writeMeta(o.Sink); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -102,6 +143,18 @@ func OpenSpool(dir string, maxBytes int64) (*Spool, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Spool) writeMeta(sink string) error {
+	b, err := json.Marshal(meta{Sink: sink})
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.dir, metaFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.dir, metaFile))
 }
 
 // load lists the segments and the cursor an earlier run left.
@@ -146,11 +199,13 @@ func (s *Spool) path(seq uint64) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%020d%s", seq, spoolSuffix))
 }
 
-// rotate starts a new segment for writing.
+// rotate starts a new segment for writing. The finished one is synced
+// first, and the new one's directory entry after its creation.
 func (s *Spool) rotate() error {
 	if s.file != nil {
-		// Records are written whole or cut off (see Append): a close error
-		// leaves nothing to mend, and must not stop the new segment.
+		// Records are written whole or cut off (see Append): a sync or close
+		// error leaves nothing to mend, and must not stop the new segment.
+		_ = s.Sync()
 		_ = s.file.Close()
 		s.file = nil
 	}
@@ -164,7 +219,29 @@ func (s *Spool) rotate() error {
 	}
 	s.file = f
 	s.segments = append(s.segments, &segment{seq: seq})
-	return nil
+	return syncDir(s.dir)
+}
+
+// Sync writes what was appended since the last Sync through to the disk.
+func (s *Spool) Sync() error {
+	if !s.dirty || s.file == nil {
+		return nil
+	}
+	s.dirty = false
+	s.Syncs++
+	return s.file.Sync()
+}
+
+// Dirty reports whether something was appended since the last Sync.
+func (s *Spool) Dirty() bool { return s.dirty }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Dir is the spool's directory.
@@ -223,6 +300,7 @@ func (s *Spool) Append(b cork.Batch, created time.Time) (dropped int, err error)
 	}
 	last.size += int64(len(rec))
 	s.bytes += int64(len(rec))
+	s.dirty = true
 	for s.bytes > s.maxBytes && len(s.segments) > 1 {
 		n, err := s.dropOldest()
 		dropped += n
@@ -245,12 +323,30 @@ func (s *Spool) Prepend(batches []cork.Batch, created time.Time) error {
 	for _, b := range batches {
 		data = append(data, encodeRecord(b, created)...)
 	}
-	if err := os.WriteFile(s.path(seq), data, 0o640); err != nil {
+	if err := writeSynced(s.path(seq), data); err != nil {
 		return err
 	}
 	s.segments = append([]*segment{{seq: seq, size: int64(len(data))}}, s.segments...)
 	s.bytes += int64(len(data))
-	return nil
+	s.Syncs++
+	return syncDir(s.dir)
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // dropOldest deletes the oldest segment, and its cursor with it (Prepend
@@ -425,11 +521,12 @@ func decodeRecord(data []byte) (b cork.Batch, created time.Time, next int, good 
 	return b, created, recordHeader + size, true
 }
 
-// Close closes the segment being written and releases the directory.
+// Close syncs and closes the segment being written and releases the
+// directory.
 func (s *Spool) Close() error {
 	var err error
 	if s.file != nil {
-		err = s.file.Close()
+		err = errors.Join(s.Sync(), s.file.Close())
 		s.file = nil
 	}
 	if s.lock != nil {
@@ -437,4 +534,60 @@ func (s *Spool) Close() error {
 		s.lock = nil
 	}
 	return err
+}
+
+// DirName is the directory, under a spool_dir, of the sink that writes to
+// target (its kind, a space, its address: "graphite 127.0.0.1:2003") in
+// shape (what it writes there: a graphite layout, say). It does not depend
+// on the sink's place in the configuration, so reordering or adding sinks
+// never hands one backend's data to another.
+func DirName(target, shape string) string {
+	sum := sha256.Sum256([]byte(target + "\x00" + shape))
+	kind, _, _ := strings.Cut(target, " ")
+	return kind + "-" + hex.EncodeToString(sum[:6])
+}
+
+// Orphan is a spool that holds data no configured sink will deliver: what
+// a sink whose target or shape changed left behind.
+type Orphan struct {
+	Dir   string
+	Sink  string // from its meta file; "" when it has none
+	Bytes int64
+}
+
+// Orphans lists the spools under the roots that hold data and are not in
+// used (directories of configured sinks).
+func Orphans(roots, used []string) []Orphan {
+	inUse := map[string]bool{}
+	for _, d := range used {
+		inUse[filepath.Clean(d)] = true
+	}
+	var out []Orphan
+	for _, root := range roots {
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			dir := filepath.Join(root, e.Name())
+			if !e.IsDir() || inUse[dir] {
+				continue
+			}
+			o := Orphan{Dir: dir}
+			segments, _ := os.ReadDir(dir)
+			for _, seg := range segments {
+				if _, ok := segmentSeq(seg); ok {
+					if info, err := seg.Info(); err == nil {
+						o.Bytes += info.Size()
+					}
+				}
+			}
+			if o.Bytes == 0 {
+				continue
+			}
+			var m meta
+			if b, err := os.ReadFile(filepath.Join(dir, metaFile)); err == nil && json.Unmarshal(b, &m) == nil {
+				o.Sink = m.Sink
+			}
+			out = append(out, o)
+		}
+	}
+	return out
 }

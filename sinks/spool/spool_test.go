@@ -1,4 +1,4 @@
-package sinks
+package spool
 
 import (
 	"fmt"
@@ -49,7 +49,7 @@ func drain(t *testing.T, s *Spool) []string {
 
 func TestSpoolKeepsOrderAcrossSegmentsAndRestarts(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSpool(dir, 1<<20)
+	s, err := Open(dir, Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestSpoolKeepsOrderAcrossSegmentsAndRestarts(t *testing.T) {
 		s.Ack()
 	}
 	s.Close()
-	s, err = OpenSpool(dir, 1<<20)
+	s, err = Open(dir, Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestSpoolKeepsOrderAcrossSegmentsAndRestarts(t *testing.T) {
 }
 
 func TestSpoolDropsTheOldestWhenFull(t *testing.T) {
-	s, err := OpenSpool(t.TempDir(), 256<<10)
+	s, err := Open(t.TempDir(), Options{MaxBytes: 256 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestSpoolDropsTheOldestWhenFull(t *testing.T) {
 
 func TestSpoolSkipsCorruptAndTornRecords(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := OpenSpool(dir, 1<<20)
+	s, _ := Open(dir, Options{MaxBytes: 1 << 20})
 	for i := 0; i < 3; i++ {
 		s.Append(batchOf(fmt.Sprintf("first%d", i)), time.Now())
 	}
@@ -124,7 +124,7 @@ func TestSpoolSkipsCorruptAndTornRecords(t *testing.T) {
 	data[len(data)-3] ^= 0xff // damage the third record
 	os.WriteFile(first, data, 0o640)
 
-	s, _ = OpenSpool(dir, 1<<20)
+	s, _ = Open(dir, Options{MaxBytes: 1 << 20})
 	s.Append(batchOf("second0"), time.Now())
 	s.Append(batchOf("second1"), time.Now())
 	s.Close()
@@ -135,7 +135,7 @@ func TestSpoolSkipsCorruptAndTornRecords(t *testing.T) {
 	f.Close()
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a segment"), 0o640)
 
-	s, err := OpenSpool(dir, 1<<20)
+	s, err := Open(dir, Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSpoolSkipsCorruptAndTornRecords(t *testing.T) {
 
 func TestSpoolSegments(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := OpenSpool(dir, 1<<20)
+	s, _ := Open(dir, Options{MaxBytes: 1 << 20})
 	for i := 0; i < 300; i++ {
 		s.Append(batchOf(strings.Repeat("z", 600)), time.Now())
 	}
@@ -162,7 +162,7 @@ func TestSpoolSegments(t *testing.T) {
 // FuzzSpoolRecord feeds the record decoder arbitrary bytes: a damaged
 // spool must never crash statsbridge.
 func FuzzSpoolRecord(f *testing.F) {
-	s, _ := OpenSpool(f.TempDir(), 1<<20)
+	s, _ := Open(f.TempDir(), Options{MaxBytes: 1 << 20})
 	s.Append(batchOf("one", "two"), time.Unix(1, 2))
 	s.Close()
 	files, _ := filepath.Glob(filepath.Join(s.dir, "*.spool"))
@@ -187,7 +187,7 @@ func FuzzSpoolRecord(f *testing.F) {
 }
 
 func TestSpoolPrependPutsBatchesFirst(t *testing.T) {
-	s, _ := OpenSpool(t.TempDir(), 1<<20)
+	s, _ := Open(t.TempDir(), Options{MaxBytes: 1 << 20})
 	s.Append(batchOf("c"), time.Now())
 	s.Append(batchOf("d"), time.Now())
 	if err := s.Prepend([]cork.Batch{batchOf("a"), batchOf("b")}, time.Now()); err != nil {
@@ -201,7 +201,7 @@ func TestSpoolPrependPutsBatchesFirst(t *testing.T) {
 // TestSpoolSurvivesAFailedWrite: a write that fails (a full disk, say)
 // must not cost the records written after it.
 func TestSpoolSurvivesAFailedWrite(t *testing.T) {
-	s, _ := OpenSpool(t.TempDir(), 1<<20)
+	s, _ := Open(t.TempDir(), Options{MaxBytes: 1 << 20})
 	s.Append(batchOf("one"), time.Now())
 	s.file.Close() // the next write fails
 	if _, err := s.Append(batchOf("lost"), time.Now()); err == nil {
@@ -215,15 +215,15 @@ func TestSpoolSurvivesAFailedWrite(t *testing.T) {
 
 func TestSpoolDirectoryIsLocked(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSpool(dir, 1<<20)
+	s, err := Open(dir, Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenSpool(dir, 1<<20); err == nil {
+	if _, err := Open(dir, Options{MaxBytes: 1 << 20}); err == nil {
 		t.Fatal("a second spool opened the same directory")
 	}
 	s.Close()
-	again, err := OpenSpool(dir, 1<<20)
+	again, err := Open(dir, Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatalf("after Close: %v", err)
 	}
@@ -233,7 +233,7 @@ func TestSpoolDirectoryIsLocked(t *testing.T) {
 func TestSpoolLeavesNoEmptySegmentsBehind(t *testing.T) {
 	dir := t.TempDir()
 	for i := 0; i < 5; i++ {
-		s, _ := OpenSpool(dir, 1<<20)
+		s, _ := Open(dir, Options{MaxBytes: 1 << 20})
 		s.Close()
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "*.spool")); len(files) > 1 {
@@ -247,7 +247,7 @@ func TestSpoolLeavesNoEmptySegmentsBehind(t *testing.T) {
 // from the stale cursor's offset after a restart and lost as damage.
 func TestSpoolPrependAfterDroppingTheCursorsSegment(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSpool(dir, 256<<10)
+	s, err := Open(dir, Options{MaxBytes: 256 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestSpoolPrependAfterDroppingTheCursorsSegment(t *testing.T) {
 		s.Ack()
 	}
 	s.Close()
-	if s, err = OpenSpool(dir, 256<<10); err != nil {
+	if s, err = Open(dir, Options{MaxBytes: 256 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	dropped, appended := 0, 10
@@ -280,7 +280,7 @@ func TestSpoolPrependAfterDroppingTheCursorsSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err = OpenSpool(dir, 256<<10); err != nil {
+	if s, err = Open(dir, Options{MaxBytes: 256 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	got := drain(t, s)
@@ -293,5 +293,84 @@ func TestSpoolPrependAfterDroppingTheCursorsSegment(t *testing.T) {
 	// The 3 delivered before the restart are not counted as dropped.
 	if kept := len(got) - 2; 3+dropped+kept != appended {
 		t.Errorf("3 delivered + %d dropped + %d kept, of %d appended", dropped, kept, appended)
+	}
+}
+
+func TestSyncWritesThroughOnlyWhatIsNew(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	steps := []struct {
+		append    bool
+		wantDirty bool
+		wantSyncs uint64 // after the Sync that follows
+	}{
+		{append: false, wantDirty: false, wantSyncs: 0},
+		{append: true, wantDirty: true, wantSyncs: 1},
+		{append: false, wantDirty: false, wantSyncs: 1},
+		{append: true, wantDirty: true, wantSyncs: 2},
+	}
+	for i, st := range steps {
+		if st.append {
+			if _, err := s.Append(batchOf("x"), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s.Dirty() != st.wantDirty {
+			t.Errorf("step %d: dirty %v, want %v", i, s.Dirty(), st.wantDirty)
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if s.Dirty() || s.Syncs != st.wantSyncs {
+			t.Errorf("step %d: after Sync dirty %v, %d syncs, want %d", i, s.Dirty(), s.Syncs, st.wantSyncs)
+		}
+	}
+}
+
+func TestDirNameDependsOnTargetAndShapeOnly(t *testing.T) {
+	tests := []struct {
+		a, b [2]string
+		same bool
+	}{
+		{[2]string{"graphite 127.0.0.1:2003", "etsy"}, [2]string{"graphite 127.0.0.1:2003", "etsy"}, true},
+		{[2]string{"graphite 127.0.0.1:2003", "etsy"}, [2]string{"graphite 127.0.0.1:2003", "paths"}, false},
+		{[2]string{"graphite 127.0.0.1:2003", "etsy"}, [2]string{"graphite 127.0.0.1:2004", "etsy"}, false},
+	}
+	for _, tt := range tests {
+		a, b := DirName(tt.a[0], tt.a[1]), DirName(tt.b[0], tt.b[1])
+		if (a == b) != tt.same {
+			t.Errorf("%v → %s, %v → %s: same %v, want %v", tt.a, a, tt.b, b, a == b, tt.same)
+		}
+		if !strings.HasPrefix(a, "graphite-") {
+			t.Errorf("%s does not start with the sink's kind", a)
+		}
+	}
+}
+
+func TestOrphansAreSpoolsWithDataThatNoSinkUses(t *testing.T) {
+	root := t.TempDir()
+	open := func(name, sink string, records int) string {
+		dir := filepath.Join(root, name)
+		s, err := Open(dir, Options{Sink: sink, MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range records {
+			s.Append(batchOf("r"), time.Now())
+		}
+		s.Close()
+		return dir
+	}
+	used := open("influx-aaaa", "influx http://a/write", 3)
+	orphan := open("influx-bbbb", "influx http://b/write", 2)
+	open("influx-cccc", "influx http://c/write", 0) // empty: nothing to lose
+	os.WriteFile(filepath.Join(root, "notes.txt"), []byte("x"), 0o600)
+
+	got := Orphans([]string{root}, []string{used})
+	if len(got) != 1 || got[0].Dir != orphan || got[0].Sink != "influx http://b/write" || got[0].Bytes == 0 {
+		t.Fatalf("orphans %+v, want only %s with its sink named", got, orphan)
 	}
 }
