@@ -229,6 +229,7 @@ func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events
 		TCP:               cfg.Statsd.TCP,
 		Unixgram:          cfg.Statsd.Unixgram,
 		UnixgramMode:      cfg.Statsd.UnixgramMode.Mode(),
+		UnixgramGroup:     cfg.Statsd.UnixgramGroup,
 		Readers:           cfg.Statsd.Readers,
 		ReadBuffer:        int(cfg.Statsd.ReadBuffer),
 		MaxLine:           int(cfg.Statsd.MaxLine),

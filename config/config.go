@@ -29,9 +29,12 @@ type Statsd struct {
 	TCP          []string `toml:"tcp"`
 	Unixgram     []string `toml:"unixgram"`
 	UnixgramMode FileMode `toml:"unixgram_mode"`
-	Readers      int      `toml:"readers"`
-	ReadBuffer   ByteSize `toml:"read_buffer"`
-	MaxLine      ByteSize `toml:"max_line"`
+	// UnixgramGroup owns the socket files: a name or a gid; "" is the
+	// process's group.
+	UnixgramGroup string   `toml:"unixgram_group"`
+	Readers       int      `toml:"readers"`
+	ReadBuffer    ByteSize `toml:"read_buffer"`
+	MaxLine       ByteSize `toml:"max_line"`
 
 	TCPMaxConnections int      `toml:"tcp_max_connections"`
 	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
@@ -165,7 +168,8 @@ func Default() Config {
 			UDP:               []string{"127.0.0.1:8125"},
 			TCP:               []string{"127.0.0.1:8125"},
 			Unixgram:          []string{},
-			UnixgramMode:      0o666,
+			UnixgramMode:      0o660,
+			UnixgramGroup:     "",
 			Readers:           0,
 			ReadBuffer:        8 << 20,
 			MaxLine:           64 << 10,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
@@ -37,6 +38,11 @@ func (c *Config) validate(keys keyIndex) Errors {
 	}
 	for _, p := range s.Unixgram {
 		v.check("statsd.unixgram", p != "", "a socket path must not be empty")
+	}
+	if g := s.UnixgramGroup; g != "" {
+		_, numErr := strconv.ParseUint(g, 10, 31)
+		_, nameErr := user.LookupGroup(g)
+		v.check("statsd.unixgram_group", numErr == nil || nameErr == nil, "no group named %q: %v", g, nameErr)
 	}
 	v.check("statsd.readers", s.Readers >= 0 && s.Readers <= 1024, "must be 0 (one per core) to 1024")
 	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")

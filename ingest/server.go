@@ -21,6 +21,9 @@ type Config struct {
 	Unixgram []string
 	// UnixgramMode is the permission of the unixgram socket files.
 	UnixgramMode os.FileMode
+	// UnixgramGroup owns the unixgram socket files: a group name or a
+	// numeric gid; "" is the process's group.
+	UnixgramGroup string
 	// Readers is the number of UDP sockets (SO_REUSEPORT) and reader
 	// goroutines per UDP address; 0 means one per core.
 	Readers int
@@ -93,8 +96,15 @@ func Listen(cfg Config) (srv *Server, err error) {
 		}
 		srv.tcp = append(srv.tcp, l.(*net.TCPListener))
 	}
+	if len(cfg.Unixgram) == 0 {
+		return srv, nil
+	}
+	gid, err := lookupGroup(cfg.UnixgramGroup)
+	if err != nil {
+		return srv, fmt.Errorf("statsd unixgram: %w", err)
+	}
 	for _, path := range cfg.Unixgram {
-		c, err := listenUnixgram(path, cfg.UnixgramMode, cfg.ReadBuffer, cfg.Logger)
+		c, err := listenUnixgram(path, cfg.UnixgramMode, gid, cfg.ReadBuffer, cfg.Logger)
 		if err != nil {
 			return srv, fmt.Errorf("statsd unixgram %s: %w", path, err)
 		}

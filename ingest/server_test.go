@@ -2,14 +2,17 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -378,5 +381,85 @@ func TestTCPTakesALineOfMaxLineWithCRLF(t *testing.T) {
 	ts.stop()
 	if got := ts.rec.got(); len(got) != 2 || ts.Stats().BadLines[ReasonTooLong].Load() != 0 {
 		t.Errorf("accepted %d lines, %d too long", len(got), ts.Stats().BadLines[ReasonTooLong].Load())
+	}
+}
+
+// otherGroup returns a group other than the process's own that the process
+// may give its files to: any group as root, a supplementary group otherwise.
+func otherGroup(t *testing.T) *user.Group {
+	t.Helper()
+	var candidates []string
+	if os.Geteuid() == 0 {
+		candidates = []string{"adm", "daemon", "nogroup"}
+	} else {
+		gids, _ := os.Getgroups()
+		for _, gid := range gids {
+			candidates = append(candidates, strconv.Itoa(gid))
+		}
+	}
+	for _, c := range candidates {
+		g, err := user.LookupGroup(c)
+		if err != nil {
+			g, err = user.LookupGroupId(c)
+		}
+		if err == nil && g.Gid != strconv.Itoa(os.Getegid()) {
+			return g
+		}
+	}
+	t.Skip("no group other than the process's own to give the socket to")
+	return nil
+}
+
+// TestUnixgramSocketModeAndGroup: the socket file gets unixgram_mode and
+// unixgram_group, by name or number; "" is the process's group.
+func TestUnixgramSocketModeAndGroup(t *testing.T) {
+	other := otherGroup(t)
+	tests := []struct {
+		name    string
+		group   string
+		mode    os.FileMode
+		wantGid string
+	}{
+		{"process group", "", 0o660, strconv.Itoa(os.Getegid())},
+		{"group by name", other.Name, 0o660, other.Gid},
+		{"group by number", other.Gid, 0o620, other.Gid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "statsd.sock")
+			ts := serve(t, Config{Unixgram: []string{path}, UnixgramMode: tt.mode, UnixgramGroup: tt.group})
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tt.mode {
+				t.Errorf("mode %04o, want %04o", fi.Mode().Perm(), tt.mode)
+			}
+			if gid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Gid)); gid != tt.wantGid {
+				t.Errorf("group %s, want %s", gid, tt.wantGid)
+			}
+			c, err := net.Dial("unixgram", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("g:1|c"))
+			c.Close()
+			ts.stop()
+			if got := strings.Join(ts.rec.got(), " "); got != "g=1" {
+				t.Errorf("got %q", got)
+			}
+		})
+	}
+}
+
+func TestUnixgramUnknownGroupIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "statsd.sock")
+	_, err := Listen(Config{Unixgram: []string{path}, UnixgramMode: 0o660, UnixgramGroup: "no-such-group-statsbridge",
+		NewHandler: func() Handler { return &recorder{} }})
+	if err == nil || !strings.Contains(err.Error(), "unixgram_group") || !strings.Contains(err.Error(), "no-such-group-statsbridge") {
+		t.Fatalf("Listen: %v, want an error naming unixgram_group and the group", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file left after the error: %v", err)
 	}
 }
