@@ -48,7 +48,9 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")
 	v.check("statsd.max_line", s.MaxLine >= 512 && s.MaxLine <= 16<<20, "must be 512B to 16MiB")
 	v.check("statsd.tcp_max_connections", s.TCPMaxConnections > 0, "must be more than 0")
+	v.check("statsd.tcp_max_connections_per_source", s.TCPMaxConnectionsPerSource >= 0, "must not be negative (0: no limit)")
 	v.check("statsd.tcp_idle_timeout", s.TCPIdleTimeout >= 0, "must not be negative")
+	v.check("statsd.tcp_line_timeout", s.TCPLineTimeout >= 0, "must not be negative (\"0s\": off)")
 	v.check("statsd.flush_interval", s.FlushInterval.D() >= 100*time.Millisecond,
 		"must be at least 100ms")
 	v.check("statsd.flush_interval", s.FlushInterval.D()%time.Millisecond == 0,

@@ -32,8 +32,16 @@ type Config struct {
 	// MaxLine is the longest line accepted.
 	MaxLine int
 
-	TCPMaxConnections int
-	TCPIdleTimeout    time.Duration
+	// TCPMaxConnections bounds the open TCP connections, and
+	// TCPMaxConnectionsPerSource (0: no bound) those of one IPv4 address
+	// or IPv6 /64.
+	TCPMaxConnections          int
+	TCPMaxConnectionsPerSource int
+	// TCPIdleTimeout closes a connection that sends nothing for that long;
+	// TCPLineTimeout one that has not finished a line that long after its
+	// accept or its last complete line. 0 turns either off.
+	TCPIdleTimeout time.Duration
+	TCPLineTimeout time.Duration
 
 	Dialect Dialect
 	// SourceLabel, when set, labels every sample with its sender's address.
@@ -53,10 +61,12 @@ const drainTime = 2 * time.Second
 
 // Server owns the StatsD sockets and their reader goroutines.
 type Server struct {
-	cfg        Config
-	stats      Stats
-	badLog     *badLineLog
-	tcpRefused *throttle.Event
+	cfg            Config
+	stats          Stats
+	badLog         *badLineLog
+	tcpSlots       *tcpSlots
+	tcpRefused     [numTCPRefusals]*throttle.Event
+	tcpLineTimeout *throttle.Event
 
 	udp      []*udpSocket
 	tcp      []*net.TCPListener
@@ -76,7 +86,16 @@ func Listen(cfg Config) (srv *Server, err error) {
 		cfg.Events = throttle.New(cfg.Logger, time.Second)
 	}
 	srv = &Server{cfg: cfg, badLog: newBadLineLog(cfg.Events),
-		tcpRefused: cfg.Events.Event(slog.LevelWarn, "statsd tcp connection refused: tcp_max_connections reached")}
+		tcpRefused: [numTCPRefusals]*throttle.Event{
+			RefusedMaxConnections: cfg.Events.Event(slog.LevelWarn,
+				fmt.Sprintf("statsd tcp connection refused: tcp_max_connections (%d) reached", cfg.TCPMaxConnections)),
+			RefusedPerSource: cfg.Events.Event(slog.LevelWarn,
+				fmt.Sprintf("statsd tcp connection refused: tcp_max_connections_per_source (%d) reached", cfg.TCPMaxConnectionsPerSource)),
+		},
+		tcpLineTimeout: cfg.Events.Event(slog.LevelWarn,
+			fmt.Sprintf("statsd tcp connection closed: no complete line within tcp_line_timeout (%s)", cfg.TCPLineTimeout)),
+	}
+	srv.tcpSlots = newTCPSlots(cfg.TCPMaxConnections, cfg.TCPMaxConnectionsPerSource, &srv.stats.Connections)
 	defer func() {
 		if err != nil {
 			srv.Close()
