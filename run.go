@@ -233,20 +233,23 @@ func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events
 		dialect.LiteralPrefix = []byte(cfg.Prosody.Prefix + ".")
 	}
 	return ingest.Config{
-		UDP:               cfg.Statsd.UDP,
-		TCP:               cfg.Statsd.TCP,
-		Unixgram:          cfg.Statsd.Unixgram,
-		UnixgramMode:      cfg.Statsd.UnixgramMode.Mode(),
-		Readers:           cfg.Statsd.Readers,
-		ReadBuffer:        int(cfg.Statsd.ReadBuffer),
-		MaxLine:           int(cfg.Statsd.MaxLine),
-		TCPMaxConnections: cfg.Statsd.TCPMaxConnections,
-		TCPIdleTimeout:    cfg.Statsd.TCPIdleTimeout.D(),
-		Dialect:           dialect,
-		SourceLabel:       cfg.Statsd.SourceLabel,
-		NewHandler:        func() ingest.Handler { return m.NewWriter() },
-		Logger:            logger,
-		Events:            events,
+		UDP:                        cfg.Statsd.UDP,
+		TCP:                        cfg.Statsd.TCP,
+		Unixgram:                   cfg.Statsd.Unixgram,
+		UnixgramMode:               cfg.Statsd.UnixgramMode.Mode(),
+		UnixgramGroup:              cfg.Statsd.UnixgramGroup,
+		Readers:                    cfg.Statsd.Readers,
+		ReadBuffer:                 int(cfg.Statsd.ReadBuffer),
+		MaxLine:                    int(cfg.Statsd.MaxLine),
+		TCPMaxConnections:          cfg.Statsd.TCPMaxConnections,
+		TCPMaxConnectionsPerSource: cfg.Statsd.TCPMaxConnectionsPerSource,
+		TCPIdleTimeout:             cfg.Statsd.TCPIdleTimeout.D(),
+		TCPLineTimeout:             cfg.Statsd.TCPLineTimeout.D(),
+		Dialect:                    dialect,
+		SourceLabel:                cfg.Statsd.SourceLabel,
+		NewHandler:                 func() ingest.Handler { return m.NewWriter() },
+		Logger:                     logger,
+		Events:                     events,
 	}
 }
 

@@ -28,7 +28,14 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 	}
 	gauge("statsbridge_ingest_tcp_connections", "Open StatsD TCP connections", nil,
 		func() float64 { return float64(in.Connections.Load()) })
-	counter("statsbridge_ingest_tcp_refused", "StatsD TCP connections refused at tcp_max_connections", nil, u64(in.Refused.Load))
+	for _, r := range ingest.TCPRefusals() {
+		counter("statsbridge_ingest_tcp_refused", "StatsD TCP connections refused at a connection limit, by reason",
+			model.Labels{{Name: "reason", Value: r.String()}}, u64(in.Refused[r].Load))
+	}
+	counter("statsbridge_ingest_tcp_timeouts", "StatsD TCP connections closed by a timeout, by timeout",
+		model.Labels{{Name: "timeout", Value: "line"}}, u64(in.LineTimeouts.Load))
+	counter("statsbridge_ingest_tcp_timeouts", "StatsD TCP connections closed by a timeout, by timeout",
+		model.Labels{{Name: "timeout", Value: "idle"}}, u64(in.IdleTimeouts.Load))
 	if _, ok := statsd.UDPKernel(); ok {
 		counter("statsbridge_ingest_udp_kernel_drops", "Datagrams the kernel dropped because a UDP socket's buffer was full (see read_buffer)", nil,
 			func() float64 { st, _ := statsd.UDPKernel(); return float64(st.Drops) })

@@ -29,12 +29,17 @@ type Statsd struct {
 	TCP          []string `toml:"tcp"`
 	Unixgram     []string `toml:"unixgram"`
 	UnixgramMode FileMode `toml:"unixgram_mode"`
-	Readers      int      `toml:"readers"`
-	ReadBuffer   ByteSize `toml:"read_buffer"`
-	MaxLine      ByteSize `toml:"max_line"`
+	// UnixgramGroup owns the socket files: a name or a gid; "" is the
+	// process's group.
+	UnixgramGroup string   `toml:"unixgram_group"`
+	Readers       int      `toml:"readers"`
+	ReadBuffer    ByteSize `toml:"read_buffer"`
+	MaxLine       ByteSize `toml:"max_line"`
 
-	TCPMaxConnections int      `toml:"tcp_max_connections"`
-	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"`
+	TCPMaxConnections          int      `toml:"tcp_max_connections"`
+	TCPMaxConnectionsPerSource int      `toml:"tcp_max_connections_per_source"`
+	TCPIdleTimeout             Duration `toml:"tcp_idle_timeout"`
+	TCPLineTimeout             Duration `toml:"tcp_line_timeout"`
 
 	FlushInterval    Duration  `toml:"flush_interval"`
 	Gauges           string    `toml:"gauges"`
@@ -163,22 +168,25 @@ func Default() Config {
 		ShutdownTimeout: Duration(15 * time.Second),
 		LogLevel:        "info",
 		Statsd: Statsd{
-			UDP:               []string{"127.0.0.1:8125"},
-			TCP:               []string{"127.0.0.1:8125"},
-			Unixgram:          []string{},
-			UnixgramMode:      0o666,
-			Readers:           0,
-			ReadBuffer:        8 << 20,
-			MaxLine:           64 << 10,
-			TCPMaxConnections: 1024,
-			TCPIdleTimeout:    Duration(5 * time.Minute),
-			FlushInterval:     Duration(10 * time.Second),
-			Gauges:            GaugesRelativeSigns,
-			Percentiles:       []float64{90},
-			HistogramBuckets:  []float64{},
-			ExactTimerValues:  1000,
-			ExactSetMembers:   10000,
-			SourceLabel:       "",
+			UDP:                        []string{"127.0.0.1:8125"},
+			TCP:                        []string{"127.0.0.1:8125"},
+			Unixgram:                   []string{},
+			UnixgramMode:               0o660,
+			UnixgramGroup:              "",
+			Readers:                    0,
+			ReadBuffer:                 8 << 20,
+			MaxLine:                    64 << 10,
+			TCPMaxConnections:          1024,
+			TCPMaxConnectionsPerSource: 64,
+			TCPIdleTimeout:             Duration(5 * time.Minute),
+			TCPLineTimeout:             Duration(10 * time.Second),
+			FlushInterval:              Duration(10 * time.Second),
+			Gauges:                     GaugesRelativeSigns,
+			Percentiles:                []float64{90},
+			HistogramBuckets:           []float64{},
+			ExactTimerValues:           1000,
+			ExactSetMembers:            10000,
+			SourceLabel:                "",
 		},
 		Prosody: Prosody{Prefix: "prosody", Hosts: []string{}, MetricsRefresh: Duration(5 * time.Minute), Families: []ProsodyFamily{}},
 		Limits: Limits{

@@ -161,6 +161,11 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad external label", "[[graphite]]\naddress = \"a:1\"\nexternal_labels = { \"bad-name\" = \"x\" }\n",
 			[]string{"graphite[0].external_labels", "line 3"}},
 		{"syntax", "[statsd\nudp = []\n", []string{"line 1", "TOML syntax"}},
+		{"negative line timeout", "[statsd]\ntcp_line_timeout = \"-1s\"\n", []string{"statsd.tcp_line_timeout", "line 2"}},
+		{"negative per-source limit", "[statsd]\ntcp_max_connections_per_source = -1\n",
+			[]string{"statsd.tcp_max_connections_per_source", "line 2"}},
+		{"unknown unixgram group", "[statsd]\nunixgram_group = \"no-such-group-statsbridge\"\n",
+			[]string{"statsd.unixgram_group", "line 2", "no-such-group-statsbridge"}},
 		{"unset environment secret", "[[influx]]\nurl = \"http://i:8086/write?db=x\"\ntoken = \"${STATSBRIDGE_TEST_UNSET_TOKEN}\"\n",
 			[]string{"influx[0].token", "line 3", "STATSBRIDGE_TEST_UNSET_TOKEN"}},
 	}
@@ -180,6 +185,18 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDefaultUnixgramSocketIsNotWorldWritable: without a word in the file,
+// only the process's user and group may send to a unixgram socket.
+func TestDefaultUnixgramSocketIsNotWorldWritable(t *testing.T) {
+	cfg, err := Parse([]byte("[statsd]\nunixgram = [\"/run/statsbridge/statsd.sock\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := cfg.Statsd.UnixgramMode.Mode(); mode&0o007 != 0 {
+		t.Errorf("default unixgram_mode %04o lets every local user send", mode)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os/user"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,11 +39,18 @@ func (c *Config) validate(keys keyIndex) Errors {
 	for _, p := range s.Unixgram {
 		v.check("statsd.unixgram", p != "", "a socket path must not be empty")
 	}
+	if g := s.UnixgramGroup; g != "" {
+		_, numErr := strconv.ParseUint(g, 10, 31)
+		_, nameErr := user.LookupGroup(g)
+		v.check("statsd.unixgram_group", numErr == nil || nameErr == nil, "no group named %q: %v", g, nameErr)
+	}
 	v.check("statsd.readers", s.Readers >= 0 && s.Readers <= 1024, "must be 0 (one per core) to 1024")
 	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")
 	v.check("statsd.max_line", s.MaxLine >= 512 && s.MaxLine <= 16<<20, "must be 512B to 16MiB")
 	v.check("statsd.tcp_max_connections", s.TCPMaxConnections > 0, "must be more than 0")
+	v.check("statsd.tcp_max_connections_per_source", s.TCPMaxConnectionsPerSource >= 0, "must not be negative (0: no limit)")
 	v.check("statsd.tcp_idle_timeout", s.TCPIdleTimeout >= 0, "must not be negative")
+	v.check("statsd.tcp_line_timeout", s.TCPLineTimeout >= 0, "must not be negative (\"0s\": off)")
 	v.check("statsd.flush_interval", s.FlushInterval.D() >= 100*time.Millisecond,
 		"must be at least 100ms")
 	v.check("statsd.flush_interval", s.FlushInterval.D()%time.Millisecond == 0,

@@ -16,6 +16,8 @@ func FuzzParse(f *testing.F) {
 	}
 	for _, s := range []string{
 		"a:1|c|@0.5|#k:v,bare|T1795353780|c:abc", "t:1:2:3|ms", "n,k=v:1|c", "n;k=v:1|c", "u:x|s", "g:-nan|g",
+		// Hostile sample rates: each would scale a value past the float range.
+		"x:1|c|@1e-320", "x:1|c|@4.9e-324", "t:1|ms|@1e-300", "x:1e303|c|@1e-6", "x:1|c|@nan", "x:1|c|@inf",
 	} {
 		f.Add([]byte(s))
 	}
@@ -32,8 +34,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: a set without a member", line)
 		case s.Type != Set && len(s.Values) == 0:
 			t.Fatalf("%q: no value", line)
-		case !(s.Rate > 0 && s.Rate <= 1):
+		case !(s.Rate >= MinSampleRate && s.Rate <= 1):
 			t.Fatalf("%q: rate %v", line, s.Rate)
+		}
+		if s.Type != Gauge {
+			for _, v := range s.Values {
+				if !finite(v / s.Rate) {
+					t.Fatalf("%q: %v scaled by rate %v is not finite", line, v, s.Rate)
+				}
+			}
 		}
 		for _, tag := range s.Tags {
 			if len(tag.Key) == 0 {

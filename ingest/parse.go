@@ -17,9 +17,9 @@ const (
 	ReasonMissingType         // no '|'
 	ReasonBadType             // not c, g, ms, h, d or s
 	ReasonMissingValue        // no ':' before the '|'
-	ReasonBadValue            // not a number (or an empty set member)
+	ReasonBadValue            // not a number (or an empty set member), or not finite once scaled by the rate
 	ReasonEmptyName           // nothing before the value
-	ReasonBadRate             // '@' without a number in (0, 1]
+	ReasonBadRate             // '@' without a number in [MinSampleRate, 1]
 	ReasonBadTags             // a tag without a key, or a name tag without '='
 	ReasonMixedTags           // more than one tag style on a line
 	ReasonBadTimestamp        // 'T' without a unix time
@@ -50,6 +50,11 @@ func Reasons() []Reason {
 	}
 	return rs
 }
+
+// MinSampleRate is the smallest sample rate taken. A counter adds value/rate
+// and an observation weighs 1/rate: a rate of 1e-320 would make them +Inf,
+// and no client samples one event in more than a million.
+const MinSampleRate = 1e-6
 
 // Dialect is what differs between the StatsD flavours a listener accepts.
 type Dialect struct {
@@ -167,7 +172,7 @@ func (p *Parser) parseSections(b []byte, s *Sample) Reason {
 			}
 			seenRate = true
 			r, ok := parseNumber(sec[1:])
-			if !ok || !(r > 0 && r <= 1) {
+			if !ok || !(r >= MinSampleRate && r <= 1) { // NaN fails too
 				return ReasonBadRate
 			}
 			s.Rate = r
@@ -241,7 +246,7 @@ func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
 		return ReasonNone
 	case Counter, Gauge:
 		v, ok := parseNumber(value)
-		if !ok || (s.Type == Counter && !finite(v)) {
+		if !ok || (s.Type == Counter && !finite(v/s.Rate)) {
 			return ReasonBadValue
 		}
 		s.Values = append(s.Values, v)
@@ -249,9 +254,9 @@ func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
 			(value[0] == '+' || value[0] == '-')
 		return ReasonNone
 	}
-	// ms, h, d: one or more values.
+	// ms, h, d: one or more values, each weighing 1/rate.
 	v, ok := parseNumber(value)
-	if !ok || !finite(v) {
+	if !ok || !finite(v/s.Rate) {
 		return ReasonBadValue
 	}
 	s.Values = append(s.Values, v)
@@ -263,6 +268,9 @@ func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
 		v, ok := parseNumber(s.Name[prev+1:])
 		if !ok || !finite(v) {
 			break
+		}
+		if !finite(v / s.Rate) {
+			return ReasonBadValue
 		}
 		s.Values = append(s.Values, v)
 		s.Name = s.Name[:prev]

@@ -159,6 +159,65 @@ func TestParseBad(t *testing.T) {
 	}
 }
 
+// TestParseSampleRateBounds: a sample rate scales a counter by 1/r and an
+// observation's weight to 1/r, so a tiny rate would make them +Inf. Rates
+// below MinSampleRate, and counter values that 1/r would carry past the
+// float range, are bad lines; everything accepted scales to finite numbers.
+func TestParseSampleRateBounds(t *testing.T) {
+	tests := []struct {
+		line string
+		want Reason
+	}{
+		{"x:1|c|@1", ReasonNone},
+		{"x:1|c|@0.5", ReasonNone},
+		{"x:1|c|@1e-6", ReasonNone},
+		{"x:1|c|@0.000001", ReasonNone},
+		{"t:5|ms|@1e-6", ReasonNone},
+		{"g:5|g|@1e-6", ReasonNone},
+		{"x:1|c|@1e-320", ReasonBadRate},
+		{"x:1|c|@4.9e-324", ReasonBadRate},
+		{"x:1|c|@0x1p-1074", ReasonBadRate},
+		{"x:1|c|@1e-7", ReasonBadRate},
+		{"x:1|c|@0.00000099", ReasonBadRate},
+		{"t:5|ms|@1e-300", ReasonBadRate},
+		{"h:5|h|@1e-300", ReasonBadRate},
+		{"d:5|d|@1e-300", ReasonBadRate},
+		{"g:5|g|@1e-320", ReasonBadRate},
+		{"u:a|s|@1e-320", ReasonBadRate},
+		{"x:1|c|@inf", ReasonBadRate},
+		{"x:1|c|@+inf", ReasonBadRate},
+		{"x:1|c|@-inf", ReasonBadRate},
+		{"x:1|c|@nan", ReasonBadRate},
+		{"x:1|c|@1.0000001", ReasonBadRate},
+		{"x:1|c|@1e308", ReasonBadRate},
+		{"x:1e303|c|@1e-6", ReasonBadValue}, // 1e309 is past the float range
+		{"x:-1e303|c|@1e-6", ReasonBadValue},
+		{"x:1e300|c|@1e-6", ReasonNone},
+		{"t:1e303|ms|@1e-6", ReasonBadValue},
+		{"t:1:1e303|ms|@1e-6", ReasonBadValue},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			var s Sample
+			got := etsy.Parse([]byte(tt.line), &s)
+			if got != tt.want {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			if got != ReasonNone {
+				return
+			}
+			if w := s.Weight(); !finite(w) {
+				t.Errorf("weight %v", w)
+			}
+			for _, v := range s.Values {
+				if s.Type != Gauge && !finite(v/s.Rate) {
+					t.Errorf("%v / rate %v is not finite", v, s.Rate)
+				}
+			}
+		})
+	}
+}
+
 func TestParseAbsoluteGauges(t *testing.T) {
 	p := Parser{Dialect: Dialect{RelativeGauges: false}}
 	var s Sample

@@ -17,8 +17,43 @@ type Stats struct {
 	Bytes       atomic.Uint64
 	Lines       atomic.Uint64 // lines parsed, good or bad
 	BadLines    [numReasons]atomic.Uint64
-	Connections atomic.Int64  // open TCP connections
-	Refused     atomic.Uint64 // TCP connections refused at the limit
+	Connections atomic.Int64 // open TCP connections
+	// Refused counts TCP connections refused at a connection limit.
+	Refused [numTCPRefusals]atomic.Uint64
+	// LineTimeouts counts TCP connections closed because no line was
+	// completed within tcp_line_timeout, IdleTimeouts those that sent
+	// nothing for tcp_idle_timeout.
+	LineTimeouts atomic.Uint64
+	IdleTimeouts atomic.Uint64
+}
+
+// TCPRefusal says why a TCP connection was refused. Refusals are few and
+// fixed, so they can label a counter.
+type TCPRefusal uint8
+
+// The reasons a TCP connection is refused.
+const (
+	RefusedMaxConnections TCPRefusal = iota // tcp_max_connections reached
+	RefusedPerSource                        // tcp_max_connections_per_source reached
+	numTCPRefusals
+)
+
+var tcpRefusalNames = [numTCPRefusals]string{"max_connections", "per_source"}
+
+func (r TCPRefusal) String() string {
+	if r < numTCPRefusals {
+		return tcpRefusalNames[r]
+	}
+	return "unknown"
+}
+
+// TCPRefusals lists every reason a TCP connection is refused.
+func TCPRefusals() []TCPRefusal {
+	rs := make([]TCPRefusal, numTCPRefusals)
+	for i := range rs {
+		rs[i] = TCPRefusal(i)
+	}
+	return rs
 }
 
 // badLineLog logs a rejected line through the process's throttle: the

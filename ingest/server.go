@@ -21,6 +21,9 @@ type Config struct {
 	Unixgram []string
 	// UnixgramMode is the permission of the unixgram socket files.
 	UnixgramMode os.FileMode
+	// UnixgramGroup owns the unixgram socket files: a group name or a
+	// numeric gid; "" is the process's group.
+	UnixgramGroup string
 	// Readers is the number of UDP sockets (SO_REUSEPORT) and reader
 	// goroutines per UDP address; 0 means one per core.
 	Readers int
@@ -29,8 +32,16 @@ type Config struct {
 	// MaxLine is the longest line accepted.
 	MaxLine int
 
-	TCPMaxConnections int
-	TCPIdleTimeout    time.Duration
+	// TCPMaxConnections bounds the open TCP connections, and
+	// TCPMaxConnectionsPerSource (0: no bound) those of one IPv4 address
+	// or IPv6 /64.
+	TCPMaxConnections          int
+	TCPMaxConnectionsPerSource int
+	// TCPIdleTimeout closes a connection that sends nothing for that long;
+	// TCPLineTimeout one that has not finished a line that long after its
+	// accept or its last complete line. 0 turns either off.
+	TCPIdleTimeout time.Duration
+	TCPLineTimeout time.Duration
 
 	Dialect Dialect
 	// SourceLabel, when set, labels every sample with its sender's address.
@@ -50,10 +61,12 @@ const drainTime = 2 * time.Second
 
 // Server owns the StatsD sockets and their reader goroutines.
 type Server struct {
-	cfg        Config
-	stats      Stats
-	badLog     *badLineLog
-	tcpRefused *throttle.Event
+	cfg            Config
+	stats          Stats
+	badLog         *badLineLog
+	tcpSlots       *tcpSlots
+	tcpRefused     [numTCPRefusals]*throttle.Event
+	tcpLineTimeout *throttle.Event
 
 	udp      []*udpSocket
 	tcp      []*net.TCPListener
@@ -73,7 +86,16 @@ func Listen(cfg Config) (srv *Server, err error) {
 		cfg.Events = throttle.New(cfg.Logger, time.Second)
 	}
 	srv = &Server{cfg: cfg, badLog: newBadLineLog(cfg.Events),
-		tcpRefused: cfg.Events.Event(slog.LevelWarn, "statsd tcp connection refused: tcp_max_connections reached")}
+		tcpRefused: [numTCPRefusals]*throttle.Event{
+			RefusedMaxConnections: cfg.Events.Event(slog.LevelWarn,
+				fmt.Sprintf("statsd tcp connection refused: tcp_max_connections (%d) reached", cfg.TCPMaxConnections)),
+			RefusedPerSource: cfg.Events.Event(slog.LevelWarn,
+				fmt.Sprintf("statsd tcp connection refused: tcp_max_connections_per_source (%d) reached", cfg.TCPMaxConnectionsPerSource)),
+		},
+		tcpLineTimeout: cfg.Events.Event(slog.LevelWarn,
+			fmt.Sprintf("statsd tcp connection closed: no complete line within tcp_line_timeout (%s)", cfg.TCPLineTimeout)),
+	}
+	srv.tcpSlots = newTCPSlots(cfg.TCPMaxConnections, cfg.TCPMaxConnectionsPerSource, &srv.stats.Connections)
 	defer func() {
 		if err != nil {
 			srv.Close()
@@ -93,8 +115,15 @@ func Listen(cfg Config) (srv *Server, err error) {
 		}
 		srv.tcp = append(srv.tcp, l.(*net.TCPListener))
 	}
+	if len(cfg.Unixgram) == 0 {
+		return srv, nil
+	}
+	gid, err := lookupGroup(cfg.UnixgramGroup)
+	if err != nil {
+		return srv, fmt.Errorf("statsd unixgram: %w", err)
+	}
 	for _, path := range cfg.Unixgram {
-		c, err := listenUnixgram(path, cfg.UnixgramMode, cfg.ReadBuffer, cfg.Logger)
+		c, err := listenUnixgram(path, cfg.UnixgramMode, gid, cfg.ReadBuffer, cfg.Logger)
 		if err != nil {
 			return srv, fmt.Errorf("statsd unixgram %s: %w", path, err)
 		}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -29,37 +30,86 @@ const (
 	maxDatagram = 65536
 )
 
+// errAddrInUse is what binding a UDP address that another process holds
+// says, whether it holds it alone or in a SO_REUSEPORT group it would share.
+var errAddrInUse = errors.New("address already in use by another process (another statsbridge?)")
+
+// listenUDP binds n sockets to addr, in one SO_REUSEPORT group when n > 1.
+//
+// Only our own sockets may share the port: SO_REUSEPORT lets any process of
+// the same user join the group, and the kernel would silently hand it part
+// of the datagrams. So the first socket binds without SO_REUSEPORT, which
+// fails while any socket of any process holds the address, and only then
+// allows reuse for our others to join (Linux takes SO_REUSEPORT after a
+// bind, and the next socket to join forms the group). With one socket
+// there is no group, and nobody can join. After the last bind, the kernel's
+// socket table must show no other socket that takes our traffic (one that
+// slipped in between our binds).
 func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocket, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
 	var socks []*udpSocket
-	for i := 0; i < n; i++ {
+	fail := func(err error) ([]*udpSocket, error) {
+		closeUDPSockets(socks)
+		return nil, err
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, errAddrInUse
+	}
+	if err != nil {
+		return nil, err
+	}
+	first := pc.(*net.UDPConn)
+	socks = append(socks, newUDPSocket(first, logger))
+	// With port 0, the first socket picked the port; the others join it.
+	addr = first.LocalAddr().String()
+	if n > 1 {
+		rc, err := first.SyscallConn()
+		if err == nil {
+			err = setReusePort(rc)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error { return setReusePort(rc) }}
+	for len(socks) < n {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
-			for _, s := range socks {
-				s.conn.Close()
-			}
-			return nil, err
+			return fail(err)
 		}
-		conn := pc.(*net.UDPConn)
-		// With port 0, the first socket picks the port; the others join it.
-		addr = conn.LocalAddr().String()
-		effective := setReadBuffer(conn, readBuffer, logger)
-		if i == 0 {
-			logger.Info("statsd udp socket", "addr", addr, "sockets", n,
-				"read_buffer_asked", readBuffer, "read_buffer", effective)
-		}
-		socks = append(socks, &udpSocket{conn: conn, inode: socketInode(conn), logger: logger})
+		socks = append(socks, newUDPSocket(pc.(*net.UDPConn), logger))
 	}
+	if foreign := foreignUDPSockets(socks); len(foreign) > 0 {
+		return fail(fmt.Errorf("%w: sockets %v share the port", errAddrInUse, foreign))
+	}
+	effective := 0
+	for _, s := range socks {
+		effective = setReadBuffer(s.conn, readBuffer, logger)
+	}
+	logger.Info("statsd udp socket", "addr", addr, "sockets", n,
+		"read_buffer_asked", readBuffer, "read_buffer", effective)
 	return socks, nil
+}
+
+func newUDPSocket(c *net.UDPConn, logger *slog.Logger) *udpSocket {
+	return &udpSocket{conn: c, inode: socketInode(c), logger: logger}
+}
+
+func closeUDPSockets(socks []*udpSocket) {
+	for _, s := range socks {
+		s.conn.Close()
+	}
+}
+
+// setReusePort allows SO_REUSEPORT on a socket, before or after its bind.
+func setReusePort(rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // setReadBuffer asks for SO_RCVBUF, and for SO_RCVBUFFORCE (which passes

@@ -9,14 +9,34 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// lookupGroup resolves unixgram_group: a group name or a numeric gid; ""
+// is the process's group.
+func lookupGroup(group string) (int, error) {
+	if group == "" {
+		return os.Getegid(), nil
+	}
+	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("unixgram_group %q: %w", group, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
 // listenUnixgram binds a unixgram socket at path. A socket file left behind
 // by an earlier run is removed first; any other kind of file is an error.
-func listenUnixgram(path string, mode os.FileMode, readBuffer int, logger *slog.Logger) (*net.UnixConn, error) {
+// The file gets its group before its mode, so that the group's permission
+// never applies to another group.
+func listenUnixgram(path string, mode os.FileMode, gid, readBuffer int, logger *slog.Logger) (*net.UnixConn, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("%s exists and is not a socket", path)
@@ -29,12 +49,18 @@ func listenUnixgram(path string, mode os.FileMode, readBuffer int, logger *slog.
 	if err != nil {
 		return nil, err
 	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		c.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("unixgram_group: %w", err)
+	}
 	if err := os.Chmod(path, mode); err != nil {
 		c.Close()
+		os.Remove(path)
 		return nil, err
 	}
 	effective := setReadBuffer(c, readBuffer, logger)
-	logger.Info("statsd unixgram socket", "path", path, "mode", fmt.Sprintf("%04o", mode), "read_buffer", effective)
+	logger.Info("statsd unixgram socket", "path", path, "mode", fmt.Sprintf("%04o", mode), "gid", gid, "read_buffer", effective)
 	return c, nil
 }
 
