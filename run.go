@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -322,7 +321,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + redactURL(in.URL), spoolDir: spoolDir(opts),
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + config.RedactURL(in.URL), spoolDir: spoolDir(opts),
 			skipped: enc.Skipped.Load, close: func() {}})
 	}
 	for i, rw := range cfg.RemoteWrite {
@@ -343,7 +342,7 @@ func newPushes(cfg config.Config, logger *slog.Logger) ([]pushSink, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + redactURL(rw.URL), spoolDir: spoolDir(opts),
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + config.RedactURL(rw.URL), spoolDir: spoolDir(opts),
 			skipped: func() uint64 { return 0 }, close: func() {}})
 	}
 	return out, nil
@@ -433,21 +432,6 @@ func externalLabels(m map[string]string) model.Labels {
 	}
 	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
 	return ls
-}
-
-// redactURL hides credentials a URL may carry: a password in its user
-// part, or InfluxDB 1.x's p= parameter.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	q := u.Query()
-	if q.Has("p") {
-		q.Set("p", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, httpListener net.Listener, pushes []pushSink) {
