@@ -67,6 +67,8 @@ func (h redactingHandler) attr(a slog.Attr) slog.Attr {
 		switch x := v.Any().(type) {
 		case error:
 			return slog.String(a.Key, h.redact(x.Error()))
+		case []byte:
+			return slog.String(a.Key, h.redact(string(x)))
 		case encoding.TextMarshaler:
 			if b, err := x.MarshalText(); err == nil {
 				return slog.String(a.Key, h.redact(string(b)))

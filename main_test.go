@@ -221,6 +221,7 @@ func TestLogsHideSecrets(t *testing.T) {
 		{"an error", func(l *slog.Logger) { l.Warn("delivery failed", "err", fmt.Errorf("Post %q: refused", u)) }},
 		{"a Stringer", func(l *slog.Logger) { l.Info("target", "url", parsed) }},
 		{"a list", func(l *slog.Logger) { l.Info("targets", "urls", []string{"x", u}) }},
+		{"bytes", func(l *slog.Logger) { l.Info("answer", "body", []byte(u)) }},
 		{"a group", func(l *slog.Logger) { l.Info("sink", slog.Group("target", "url", u)) }},
 		{"attributes given beforehand", func(l *slog.Logger) { l.With("url", u).WithGroup("g").Info("sink", "err", errors.New(u)) }},
 		{"a lower level", func(l *slog.Logger) { l.Debug("read", "url", u) }},
