@@ -25,17 +25,27 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newApp(os.Stdout, os.Stderr, run).Run(os.Args); err != nil {
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
-			if msg := exit.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, msg)
-			}
-			os.Exit(exit.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "statsbridge:", err)
-		os.Exit(1)
+	os.Exit(statsbridge(os.Args, os.Stdout, os.Stderr, run))
+}
+
+// statsbridge runs the command line and returns the exit code, writing
+// the error that ends it, if any, to stderr with the credentials of the
+// URLs it quotes hidden. Once the configuration is read, runCommand hides
+// its secret values too.
+func statsbridge(args []string, stdout, stderr io.Writer, runFn runner) int {
+	err := newApp(stdout, stderr, runFn).Run(args)
+	if err == nil {
+		return 0
 	}
+	var exit cli.ExitCoder
+	if errors.As(err, &exit) {
+		if msg := exit.Error(); msg != "" {
+			fmt.Fprintln(stderr, config.Redact(msg))
+		}
+		return exit.ExitCode()
+	}
+	fmt.Fprintln(stderr, "statsbridge:", config.Redact(err.Error()))
+	return 1
 }
 
 // flagEnv names a flag's environment variable: STATSBRIDGE_ and the flag in
@@ -130,7 +140,8 @@ func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	logger := newLogger(stderr, cfg.LogLevel)
+	redactor := cfg.Redactor()
+	logger := newLogger(stderr, cfg.LogLevel, redactor.Redact)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -146,7 +157,7 @@ func runCommand(c *cli.Context, stderr io.Writer, runFn runner) error {
 	reloads := make(chan config.Config)
 	go watchHangups(ctx, c, hup, reloads, logger)
 	if err := runFn(ctx, cfg, logger, hooks{reloads: reloads}); err != nil {
-		return cli.Exit("statsbridge: "+err.Error(), 1)
+		return cli.Exit(redactor.Redact("statsbridge: "+err.Error()), 1)
 	}
 	return nil
 }
@@ -235,10 +246,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -142,5 +144,106 @@ func TestVersion(t *testing.T) {
 	_, _, out, err := runCLI(t, "version")
 	if err != nil || out != "statsbridge "+version+"\n" {
 		t.Errorf("out %q, err %v", out, err)
+	}
+}
+
+// TestErrorsHideSecrets: what statsbridge prints when it stops on an error
+// never shows a URL's password, a secret query parameter, or a secret
+// value from the configuration.
+func TestErrorsHideSecrets(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, toml string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(toml), 0o644)
+		return path
+	}
+	badInflux := file("bad-influx.toml", "[[influx]]\nurl = \"htp://admin:UrlPass1@influx:8086/write?db=s&p=QueryP1\"\ntoken = \"Token1xyz\"\n")
+	badRemoteWrite := file("bad-rw.toml", "[[remote_write]]\nurl = \"http//rw:RwPass1@prom:9090/api/v1/write?access_token=Access1\"\n")
+	good := file("good.toml", "[[influx]]\nurl = \"http://admin:UrlPass1@influx:8086/write?db=s&p=QueryP1\"\ntoken = \"Token1xyz\"\n"+
+		"[[remote_write]]\nurl = \"http://prom:9090/api/v1/write\"\nbearer_token = \"Bearer1xyz\"\nheaders = { X-Api-Key = \"Header1xyz\" }\n")
+	secrets := []string{"UrlPass1", "QueryP1", "Token1xyz", "RwPass1", "Access1", "Bearer1xyz", "Header1xyz"}
+	failing := func(context.Context, config.Config, *slog.Logger, hooks) error {
+		return errors.New(`influx[0]: Post "http://admin:UrlPass1@influx:8086/write?db=s&p=QueryP1": ` +
+			`the server said: Authorization: Token Token1xyz; Authorization: Bearer Bearer1xyz; X-Api-Key: Header1xyz`)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		runFn runner
+		want  string // what shows the error was the one meant
+	}{
+		{"check-config of a bad URL", []string{"check-config", badInflux}, nil, "influx[0].url"},
+		{"check-config of a URL without its scheme", []string{"check-config", badRemoteWrite}, nil, "remote_write[0].url"},
+		{"run with a bad URL in the file", []string{"--config", badInflux}, nil, "influx[0].url"},
+		{"run with a bad URL on the command line", []string{"--influx", "htp://admin:UrlPass1@influx:8086/write?db=s&p=QueryP1"}, nil, "influx[0].url"},
+		{"run failing with secrets in its error", []string{"--config", good}, failing, "the server said"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runFn := tt.runFn
+			if runFn == nil {
+				runFn = func(context.Context, config.Config, *slog.Logger, hooks) error { t.Error("started"); return nil }
+			}
+			var stdout, stderr bytes.Buffer
+			if code := statsbridge(append([]string{"statsbridge"}, tt.args...), &stdout, &stderr, runFn); code == 0 {
+				t.Fatalf("exit code 0; stderr:\n%s", stderr.String())
+			}
+			out := stdout.String() + stderr.String()
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output does not mention %q:\n%s", tt.want, out)
+			}
+			for _, s := range secrets {
+				if strings.Contains(out, s) {
+					t.Errorf("output shows %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+// TestLogsHideSecrets: no log line carries a URL's password, a secret
+// query parameter or a secret of the configuration, whatever part of the
+// line holds it.
+func TestLogsHideSecrets(t *testing.T) {
+	const u = "http://admin:UrlPass1@influx:8086/write?db=s&p=QueryP1&access_token=Access1"
+	secrets := []string{"UrlPass1", "QueryP1", "Access1", "Token1xyz"}
+	cfg, err := config.Parse([]byte("[[influx]]\nurl = \"http://influx:8086/write?db=s\"\ntoken = \"Token1xyz\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, _ := url.Parse(u)
+	tests := []struct {
+		name string
+		log  func(l *slog.Logger)
+	}{
+		{"the message", func(l *slog.Logger) { l.Info("posting to " + u) }},
+		{"a string", func(l *slog.Logger) { l.Warn("delivery failed", "answer", "HTTP 401 for "+u) }},
+		{"an error", func(l *slog.Logger) { l.Warn("delivery failed", "err", fmt.Errorf("Post %q: refused", u)) }},
+		{"a Stringer", func(l *slog.Logger) { l.Info("target", "url", parsed) }},
+		{"a list", func(l *slog.Logger) { l.Info("targets", "urls", []string{"x", u}) }},
+		{"bytes", func(l *slog.Logger) { l.Info("answer", "body", []byte(u)) }},
+		{"a group", func(l *slog.Logger) { l.Info("sink", slog.Group("target", "url", u)) }},
+		{"attributes given beforehand", func(l *slog.Logger) { l.With("url", u).WithGroup("g").Info("sink", "err", errors.New(u)) }},
+		{"a lower level", func(l *slog.Logger) { l.Debug("read", "url", u) }},
+		{"a configured secret echoed by a backend", func(l *slog.Logger) {
+			l.Error("refused", "answer", "HTTP 401 at influx:8086: bad Authorization: Token Token1xyz")
+		}},
+		{"the standard logger (the HTTP server's errors)", func(l *slog.Logger) {
+			slog.NewLogLogger(l.Handler(), slog.LevelError).Printf("http: TLS handshake error from %s", u)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			tt.log(newLogger(&b, "debug", cfg.Redactor().Redact))
+			if !strings.Contains(b.String(), "influx:8086") {
+				t.Fatalf("nothing logged:\n%s", b.String())
+			}
+			for _, s := range secrets {
+				if strings.Contains(b.String(), s) {
+					t.Errorf("the log shows %q:\n%s", s, b.String())
+				}
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -333,7 +332,7 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + redactURL(in.URL), spoolDir: spoolDir(opts),
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + config.RedactURL(in.URL), spoolDir: spoolDir(opts),
 			skipped: enc.Skipped.Load, close: func() {}})
 	}
 	for i, rw := range cfg.RemoteWrite {
@@ -354,7 +353,7 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + redactURL(rw.URL), spoolDir: spoolDir(opts),
+		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + config.RedactURL(rw.URL), spoolDir: spoolDir(opts),
 			skipped: func() uint64 { return 0 }, close: func() {}})
 	}
 	return out, nil
@@ -380,7 +379,7 @@ func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger,
 	}
 	if p.SpoolDir != "" {
 		dir := filepath.Join(p.SpoolDir, spool.DirName(target, shape))
-		sp, err := spool.Open(dir, spool.Options{Sink: redactURL(target), MaxBytes: int64(p.SpoolSize)})
+		sp, err := spool.Open(dir, spool.Options{Sink: config.Redact(target), MaxBytes: int64(p.SpoolSize)})
 		if err != nil {
 			return o, fmt.Errorf("%s: spool_dir (is another sink the same as this one?): %w", name, err)
 		}
@@ -433,21 +432,6 @@ func externalLabels(m map[string]string) model.Labels {
 	}
 	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
 	return ls
-}
-
-// redactURL hides credentials a URL may carry: a password in its user
-// part, or InfluxDB 1.x's p= parameter.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	q := u.Query()
-	if q.Has("p") {
-		q.Set("p", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, httpListener net.Listener, pushes []pushSink) {

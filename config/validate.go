@@ -206,7 +206,7 @@ func (v *validator) increasing(key string, xs []float64) {
 func (v *validator) httpURL(key, raw string) *url.URL {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.check(key, false, "%q is not an http:// or https:// URL", raw)
+		v.check(key, false, "%q is not an http:// or https:// URL", RedactURL(raw))
 		return nil
 	}
 	return u

@@ -67,6 +67,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // client finds the scraper's address and checks it against the allow list.
+// Behind a trusted proxy the client is the right-most X-Forwarded-For hop
+// that is not itself a trusted proxy. Every line of the header counts, in
+// order: a proxy may append a line of its own (HAProxy does) instead of
+// extending the one the client sent, and everything left of the address a
+// trusted proxy saw is the client's to write. A hop that is not a bare
+// address, where the client should be, refuses the scrape.
 func (a Access) client(r *http.Request) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -77,18 +83,19 @@ func (a Access) client(r *http.Request) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	addr = addr.Unmap()
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" && contains(a.TrustedProxies, addr) {
-		// The last address a trusted proxy appended is the one it saw.
-		hops := strings.Split(xff, ",")
-		for i := len(hops) - 1; i >= 0; i-- {
-			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
-				return netip.Addr{}, false
-			}
-			addr = hop.Unmap()
-			if !contains(a.TrustedProxies, addr) {
-				break
-			}
+	lines := r.Header.Values("X-Forwarded-For")
+	if len(lines) == 0 || !contains(a.TrustedProxies, addr) {
+		return addr, contains(a.Allow, addr)
+	}
+	hops := strings.Split(strings.Join(lines, ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		addr = hop.Unmap()
+		if !contains(a.TrustedProxies, addr) {
+			break
 		}
 	}
 	return addr, contains(a.Allow, addr)

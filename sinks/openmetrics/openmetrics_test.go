@@ -94,6 +94,60 @@ func TestHandlerNegotiatesAndLimitsAccess(t *testing.T) {
 	}
 }
 
+// TestClientBehindTrustedProxies: the client is the right-most address
+// that is not a trusted proxy, across every X-Forwarded-For line in order
+// (HAProxy appends a line of its own rather than extending the client's),
+// so whatever a client writes to the left of it is never believed.
+func TestClientBehindTrustedProxies(t *testing.T) {
+	access := Access{
+		Allow:          []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("::1/128")},
+	}
+	tests := []struct {
+		name    string
+		remote  string
+		xff     []string // one header line each
+		client  string   // "" when no client could be named
+		allowed bool
+	}{
+		{"a direct scraper", "127.0.0.1:5000", nil, "127.0.0.1", true},
+		{"an untrusted peer's X-Forwarded-For is ignored", "203.0.113.9:5000", []string{"127.0.0.1"}, "203.0.113.9", false},
+		{"a trusted proxy without X-Forwarded-For is the client", "10.0.0.1:5000", nil, "10.0.0.1", false},
+		{"one line from a trusted proxy", "10.0.0.1:5000", []string{"192.168.1.1"}, "192.168.1.1", true},
+		{"a spoofed left-most value on one line", "10.0.0.1:5000", []string{"127.0.0.1, 203.0.113.9"}, "203.0.113.9", false},
+		{"a spoofed first line, the proxy's own line after it", "10.0.0.1:5000", []string{"127.0.0.1", "203.0.113.9"}, "203.0.113.9", false},
+		{"spoofed lists on several lines", "10.0.0.1:5000", []string{"127.0.0.1, 192.168.1.1", "127.0.0.2,203.0.113.9"}, "203.0.113.9", false},
+		{"trusted proxies on the right are skipped across lines", "10.0.0.1:5000", []string{"203.0.113.9, 192.168.1.1", "10.0.0.2", "10.0.0.3"}, "192.168.1.1", true},
+		{"a spoofed line before a chain of proxies", "10.0.0.1:5000", []string{"127.0.0.1", "203.0.113.9, 10.0.0.2"}, "203.0.113.9", false},
+		{"an all-trusted chain names its left-most hop", "10.0.0.1:5000", []string{"10.0.0.3", "10.0.0.2"}, "10.0.0.3", false},
+		{"an empty line the client sent is left of the client", "10.0.0.1:5000", []string{"", "192.168.1.1"}, "192.168.1.1", true},
+		{"IPv4 mapped in IPv6 from a trusted IPv6 proxy", "[::1]:5000", []string{"::ffff:192.168.1.1"}, "192.168.1.1", true},
+		{"garbage where the client should be refuses", "10.0.0.1:5000", []string{"192.168.1.1", "unknown"}, "", false},
+		{"an address with a port refuses", "10.0.0.1:5000", []string{"192.168.1.1:4000"}, "", false},
+		{"an empty hop refuses", "10.0.0.1:5000", []string{"192.168.1.1,"}, "", false},
+		{"an empty line refuses when it is walked", "10.0.0.1:5000", []string{"192.168.1.1", ""}, "", false},
+		{"garbage left of the client is never read", "10.0.0.1:5000", []string{"garbage", "192.168.1.1"}, "192.168.1.1", true},
+		{"an unparsable peer refuses", "somewhere", nil, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.RemoteAddr = tt.remote
+			for _, line := range tt.xff {
+				req.Header.Add("X-Forwarded-For", line)
+			}
+			client, allowed := access.client(req)
+			got := ""
+			if client.IsValid() {
+				got = client.String()
+			}
+			if got != tt.client || allowed != tt.allowed {
+				t.Errorf("client %q allowed %v, want %q allowed %v", got, allowed, tt.client, tt.allowed)
+			}
+		})
+	}
+}
+
 func TestWriteHistogramsAndSummaries(t *testing.T) {
 	m := modeltest.Model(t, "api.time:100|ms", "api.time:300|ms")
 	var b bytes.Buffer
