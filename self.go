@@ -45,6 +45,13 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		}
 		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
 	}
+	for _, r := range model.LabelFixes() {
+		name, help := "statsbridge_model_renamed_labels", "Labels renamed as a name was mapped, as they would make its series invalid, by reason"
+		if !r.Renames() {
+			name, help = "statsbridge_model_dropped_labels", "Labels dropped as a name was mapped, as another label of their name came first"
+		}
+		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.LabelFixCount(r) }))
+	}
 
 	counter("statsbridge_prosody_unknown_names", "Names under the Prosody prefix that match no known family (they still flow)", nil,
 		u64(pros.UnknownNames))

@@ -108,11 +108,12 @@ type Model struct {
 	byID     map[string]*Series
 	nseries  atomic.Int64 // written under mu; read without it
 
-	dropped   [numDropReasons]atomic.Uint64
-	conflicts atomic.Uint64
+	dropped    [numDropReasons]atomic.Uint64
+	conflicts  atomic.Uint64
+	labelFixes [numLabelFixes]atomic.Uint64
 	// The refusals' log lines: the counters have no family label, as that
 	// label would grow without bound exactly when a limit bites.
-	conflictLog, dropLog *throttle.Event
+	conflictLog, dropLog, fixLog *throttle.Event
 }
 
 type mapperSet struct {
@@ -162,6 +163,7 @@ func New(opts Options) *Model {
 
 		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
 		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
+		fixLog:      opts.Events.Event(slog.LevelWarn, "renamed or dropped labels that would make a series invalid"),
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -272,6 +274,7 @@ func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int6
 	if mapping.Drop {
 		return refuse(binding{refused: DropMapping, until: math.MaxInt64})
 	}
+	m.settle(&mapping)
 	if r, bad := m.checkLimits(&mapping); bad {
 		return refuse(binding{refused: r, until: math.MaxInt64})
 	}
@@ -286,7 +289,7 @@ func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int6
 		if key == "" {
 			key = name
 		}
-		s, refused = m.register(&mapping, key, tags, id, now)
+		s, refused = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
 	case s.kind != mapping.Kind:
 		s, refused = nil, binding{conflict: true}
 	}
@@ -299,6 +302,21 @@ func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int6
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
 	m.cacheBinding(shard, key, b)
 	return b, true
+}
+
+// settle makes a mapping's labels valid (see settleLabels) and counts what
+// that changed.
+func (m *Model) settle(mp *Mapping) {
+	var fixes [numLabelFixes]uint64
+	mp.Labels = settleLabels(mp.Labels, len(mp.Family.LabelNames), mp.Family.Type, &fixes)
+	if fixes == ([numLabelFixes]uint64{}) {
+		return
+	}
+	for r, n := range fixes {
+		m.labelFixes[r].Add(n)
+	}
+	m.fixLog.Log("family", mp.Family.Name, "le", fixes[FixLE], "quantile", fixes[FixQuantile],
+		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
 }
 
 func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
@@ -396,6 +414,12 @@ func (m *Model) logRefused(b *binding, family, name string) {
 
 // Dropped returns how many samples were dropped for a reason.
 func (m *Model) Dropped(r DropReason) uint64 { return m.dropped[r].Load() }
+
+// LabelFixCount returns how many labels were renamed or dropped for a
+// reason to keep their series valid. Labels are settled as a name is mapped,
+// so a name is counted when it is first seen (and again should it fall out
+// of the name cache), not for each of its samples.
+func (m *Model) LabelFixCount(r LabelFix) uint64 { return m.labelFixes[r].Load() }
 
 // Conflicts returns how many samples conflicted with their family's type.
 func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }

@@ -173,14 +173,10 @@ func (m *Mapper) restore(f *family, label, v string) string {
 }
 
 // appendTags adds the line's tags (source_label, say) after the family's
-// labels; a tag never overrides one of them.
+// labels. A tag never overrides one of them: the model keeps the first
+// label of a name, and counts the tag it drops.
 func appendTags(ls, tags model.Labels) model.Labels {
-	for _, t := range tags {
-		if !ls.Has(t.Name) {
-			ls = append(ls, t)
-		}
-	}
-	return ls
+	return append(ls, tags...)
 }
 
 // mapUnknown maps a name under the prefix that no family matched. It still
