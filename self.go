@@ -39,7 +39,7 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
 	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))
 	for _, r := range model.DropReasons() {
-		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping or a label limit, by reason"
+		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping, a label limit or as their state would become non-finite, by reason"
 		if r.SeriesLimit() {
 			name, help = "statsbridge_model_dropped_series", "New series refused at a series limit, by reason"
 		}

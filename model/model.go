@@ -65,11 +65,15 @@ const (
 	DropTooManyLabels                        // limits.max_labels
 	DropNameTooLong                          // limits.max_name_length
 	DropLabelValueTooLong                    // limits.max_label_value_length
+	// DropNonFinite: applying the sample would have made the series'
+	// state infinite or NaN (a huge value, a tiny sample rate).
+	DropNonFinite
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
 	"mapping_drop", "max_series", "max_series_per_family", "max_labels", "name_too_long", "label_value_too_long",
+	"non_finite",
 }
 
 func (r DropReason) String() string { return dropReasonNames[r] }
@@ -229,17 +233,30 @@ func (w *Writer) apply(smp *ingest.Sample) {
 		case b.series == nil && w.now < b.until:
 			w.m.countRefused(&b, true)
 			return
-		case b.series != nil && b.series.apply(&b, smp, w.now, &w.m.limits):
+		case b.series != nil && w.applyTo(&b, smp):
 			return
 		}
 	}
 	// A series can expire between its binding and its sample: bind again.
 	for range 3 {
 		b, ok = w.m.bind(shard, w.key, smp, w.now)
-		if !ok || b.series.apply(&b, smp, w.now, &w.m.limits) {
+		if !ok || w.applyTo(&b, smp) {
 			return
 		}
 	}
+}
+
+// applyTo applies a sample to the series b binds it to. It reports false
+// when the series has expired, so the name must be bound again.
+func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
+	switch b.series.apply(b, smp, w.now, &w.m.limits) {
+	case expired:
+		return false
+	case nonFinite:
+		w.m.dropped[DropNonFinite].Add(1)
+		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.Name)
+	}
+	return true
 }
 
 // appendCacheKey writes what identifies a line's series before mapping: its
