@@ -156,6 +156,9 @@ func tagLabels(tags []ingest.Tag) Labels {
 // labels, help, action: drop, match_metric_type, observer_type with
 // histogram_options and summary_options, scale, ttl, and the defaults
 // section (whose observer_type also decides for names no mapping matches).
+// It gives pkg/mapper no cache (pkg/mapper caches only when given one, by
+// the whole name): the model's name cache, which holds hashes rather than
+// names, stands in front of it.
 type FileMapper struct {
 	m   *mapper.MetricMapper
 	obs ObserverDefaults

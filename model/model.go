@@ -101,11 +101,14 @@ type Model struct {
 	opts    Options
 	limits  limits
 	now     func() time.Time
-	seed    maphash.Seed
+	seeds   [2]maphash.Seed
 	mappers atomic.Pointer[mapperSet]
 
-	cache      [cacheShards]cacheShard
-	shardLimit int
+	cache [cacheShards]cacheShard
+	// boundLimit and refusedLimit bound each shard's entries. The entries
+	// have a fixed size, however long the names, so this bounds the
+	// cache in bytes too.
+	boundLimit, refusedLimit int
 
 	mu       sync.RWMutex
 	families map[string]*familyEntry
@@ -123,12 +126,33 @@ type Model struct {
 type mapperSet struct {
 	mappers    []Mapper
 	observers  ObserverDefaults
-	generation uint64
+	generation uint32
 }
 
+// cacheKey stands for a raw StatsD key (type, name and tags as sent): two
+// 64-bit hashes of it with random seeds. The cache never holds the key
+// itself, so a name costs the same however long it is; two keys are taken
+// for one only if both hashes collide, which takes about 2^64 names.
+type cacheKey struct{ lo, hi uint64 }
+
+// cacheShard is one part of the name cache. Both maps are keyed by the
+// first hash (a map keyed by a uint64 is several times faster than one
+// keyed by a pair). bound holds the names bound to a series, each binding
+// with the second hash to tell names apart. refused holds refused names by
+// the first hash alone, the cheaper the better as a flood of refused names
+// is what it must survive: with n refusals held, a new name is taken for a
+// refused one (and refused until that refusal is forgotten) with
+// probability n/2^64.
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]binding
+	mu      sync.RWMutex
+	bound   map[uint64]binding
+	refused map[uint64]refusal
+}
+
+func (sh *cacheShard) reset() {
+	sh.mu.Lock()
+	sh.bound, sh.refused = map[uint64]binding{}, map[uint64]refusal{}
+	sh.mu.Unlock()
 }
 
 type familyEntry struct {
@@ -158,12 +182,14 @@ func New(opts Options) *Model {
 		opts:     opts,
 		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
-		seed:     maphash.MakeSeed(),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		families: map[string]*familyEntry{},
 		byID:     map[string]*Series{},
-		// A name cache of four raw names per series holds Prosody's
-		// histograms (a name per bucket) and keeps memory bounded.
-		shardLimit: max(4*opts.MaxSeries/cacheShards, 64),
+		// Four names per series hold Prosody's histograms (a name per
+		// bucket); a refused name is remembered until as many names as
+		// there may be series were refused after it.
+		boundLimit:   max(4*opts.MaxSeries/cacheShards, 64),
+		refusedLimit: max(opts.MaxSeries/cacheShards, 64),
 
 		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
 		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
@@ -173,7 +199,7 @@ func New(opts Options) *Model {
 		m.now = time.Now
 	}
 	for i := range m.cache {
-		m.cache[i].m = map[string]binding{}
+		m.cache[i].reset()
 	}
 	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers, generation: 1})
 	return m
@@ -190,13 +216,11 @@ const refusalMemory = 10 * time.Second
 func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 	next := &mapperSet{mappers: mappers, observers: observers, generation: m.mappers.Load().generation + 1}
 	m.mappers.Store(next)
-	// Clearing frees the memory; the generation makes a binding made with
-	// the old mappers while this runs a miss.
+	// New maps free the memory (a cleared map keeps its size); the
+	// generation makes a binding made with the old mappers while this runs
+	// a miss.
 	for i := range m.cache {
-		sh := &m.cache[i]
-		sh.mu.Lock()
-		clear(sh.m)
-		sh.mu.Unlock()
+		m.cache[i].reset()
 	}
 }
 
@@ -207,7 +231,7 @@ type Writer struct {
 	m          *Model
 	key        []byte
 	now        int64
-	generation uint64
+	generation uint32
 }
 
 // NewWriter returns a Writer for one reader goroutine.
@@ -224,22 +248,27 @@ func (w *Writer) Handle(batch []ingest.Sample) {
 
 func (w *Writer) apply(smp *ingest.Sample) {
 	w.key = appendCacheKey(w.key[:0], smp)
-	shard := &w.m.cache[maphash.Bytes(w.m.seed, w.key)%cacheShards]
+	key := cacheKey{maphash.Bytes(w.m.seeds[0], w.key), maphash.Bytes(w.m.seeds[1], w.key)}
+	shard := &w.m.cache[key.lo%cacheShards]
 	shard.mu.RLock()
-	b, ok := shard.m[string(w.key)]
+	b, bound := shard.bound[key.lo]
+	bound = bound && b.hi == key.hi
+	var r refusal
+	var refused bool
+	if !bound {
+		r, refused = shard.refused[key.lo]
+	}
 	shard.mu.RUnlock()
-	if ok && b.generation == w.generation {
-		switch {
-		case b.series == nil && w.now < b.until:
-			w.m.countRefused(&b, true)
-			return
-		case b.series != nil && w.applyTo(&b, smp):
-			return
-		}
+	switch {
+	case bound && b.generation == w.generation && w.applyTo(&b, smp):
+		return
+	case !bound && refused && r.generation == w.generation && w.now < r.until:
+		w.m.countRefused(r, true)
+		return
 	}
 	// A series can expire between its binding and its sample: bind again.
 	for range 3 {
-		b, ok = w.m.bind(shard, w.key, smp, w.now)
+		b, ok := w.m.bind(shard, key, smp, w.now)
 		if !ok || w.applyTo(&b, smp) {
 			return
 		}
@@ -276,48 +305,56 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 // bind maps a name seen for the first time (or again after it expired) to
 // its series, creating family and series as needed, and caches the result.
 // It reports false when the sample must be dropped.
-func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) (binding, bool) {
+func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now int64) (binding, bool) {
 	ms := m.mappers.Load()
 	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
 	mapping := m.mapSample(ms, name, smp.Type, tags)
-	refuse := func(b binding) (binding, bool) {
-		b.generation = ms.generation
-		m.cacheBinding(shard, key, b)
-		m.countRefused(&b, false)
-		m.logRefused(&b, mapping.Family.Name, name)
+	refuse := func(r refusal) (binding, bool) {
+		r.generation = ms.generation
+		m.cacheRefusal(shard, key.lo, r)
+		m.countRefused(r, false)
+		m.logRefused(r, mapping.Family.Name, name)
 		return binding{}, false
 	}
 	if mapping.Drop {
-		return refuse(binding{refused: DropMapping, until: math.MaxInt64})
+		return refuse(refusal{reason: DropMapping, until: math.MaxInt64})
 	}
 	m.settle(&mapping)
 	if r, bad := m.checkLimits(&mapping); bad {
-		return refuse(binding{refused: r, until: math.MaxInt64})
+		return refuse(refusal{reason: r, until: math.MaxInt64})
 	}
 	id := identity(mapping.Family.Name, mapping.Labels)
 
 	m.mu.Lock()
 	s := m.byID[id]
-	var refused binding
+	var r refusal
 	switch {
 	case s == nil:
 		key := mapping.Key
 		if key == "" {
 			key = name
 		}
-		s, refused = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
+		s, r = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
 	case s.kind != mapping.Kind:
-		s, refused = nil, binding{conflict: true}
+		s, r = nil, refusal{conflict: true}
 	}
 	m.mu.Unlock()
 	if s == nil {
-		refused.until = now + int64(refusalMemory)
-		return refuse(refused)
+		r.until = now + int64(refusalMemory)
+		return refuse(r)
 	}
-	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
+	b := binding{series: s, hi: key.hi, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
-	m.cacheBinding(shard, key, b)
+	shard.mu.Lock()
+	if len(shard.bound) >= m.boundLimit {
+		for k := range shard.bound { // evict one at random
+			delete(shard.bound, k)
+			break
+		}
+	}
+	shard.bound[key.lo] = b
+	shard.mu.Unlock()
 	return b, true
 }
 
@@ -336,15 +373,15 @@ func (m *Model) settle(mp *Mapping) {
 		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
 }
 
-func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
+func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
 	shard.mu.Lock()
-	if len(shard.m) >= m.shardLimit {
-		for k := range shard.m { // evict one at random
-			delete(shard.m, k)
+	if len(shard.refused) >= m.refusedLimit {
+		for k := range shard.refused { // evict one at random
+			delete(shard.refused, k)
 			break
 		}
 	}
-	shard.m[string(key)] = b
+	shard.refused[key] = r
 	shard.mu.Unlock()
 }
 
@@ -379,15 +416,15 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 // register creates a series (and its family when new). m.mu is held. A name
 // whose family exists with another kind or shape is a conflict: the family
 // stays as it is. A refused series returns nil and the refusal.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, binding) {
+func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
 	fe := m.families[mp.Family.Name]
 	switch {
 	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
-		return nil, binding{conflict: true}
+		return nil, refusal{conflict: true}
 	case m.nseries.Load() >= int64(m.opts.MaxSeries):
-		return nil, binding{refused: DropMaxSeries}
+		return nil, refusal{reason: DropMaxSeries}
 	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
-		return nil, binding{refused: DropMaxSeriesPerFamily}
+		return nil, refusal{reason: DropMaxSeriesPerFamily}
 	}
 	if fe == nil {
 		f := mp.Family
@@ -400,32 +437,32 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 	m.nseries.Add(1)
-	return s, binding{}
+	return s, refusal{}
 }
 
-// countRefused counts a sample that b refuses. A conflict, a mapping's drop
+// countRefused counts a sample that r refuses. A conflict, a mapping's drop
 // and a label limit count every sample; a series cap counts the series it
 // refused, so a remembered refusal at a cap counts nothing.
-func (m *Model) countRefused(b *binding, remembered bool) {
+func (m *Model) countRefused(r refusal, remembered bool) {
 	switch {
-	case b.conflict:
+	case r.conflict:
 		m.conflicts.Add(1)
-	case b.refused.SeriesLimit() && remembered:
+	case r.reason.SeriesLimit() && remembered:
 	default:
-		m.dropped[b.refused].Add(1)
+		m.dropped[r.reason].Add(1)
 	}
 }
 
 // logRefused logs a refusal with the family it concerned (the name as sent
 // for a mapping's drop), through the throttle.
-func (m *Model) logRefused(b *binding, family, name string) {
+func (m *Model) logRefused(r refusal, family, name string) {
 	switch {
-	case b.conflict:
+	case r.conflict:
 		m.conflictLog.Log("family", family)
-	case b.refused == DropMapping:
-		m.dropLog.Log("reason", b.refused.String(), "family", name)
+	case r.reason == DropMapping:
+		m.dropLog.Log("reason", r.reason.String(), "family", name)
 	default:
-		m.dropLog.Log("reason", b.refused.String(), "family", family)
+		m.dropLog.Log("reason", r.reason.String(), "family", family)
 	}
 }
 
@@ -570,9 +607,9 @@ func (m *Model) expire(now int64) {
 	for i := range m.cache {
 		sh := &m.cache[i]
 		sh.mu.Lock()
-		for k, b := range sh.m {
-			if b.series != nil && b.series.removed.Load() {
-				delete(sh.m, k)
+		for k, b := range sh.bound {
+			if b.series.removed.Load() {
+				delete(sh.bound, k)
 			}
 		}
 		sh.mu.Unlock()

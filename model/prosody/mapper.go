@@ -14,7 +14,8 @@ import (
 // every "." as "_" and every "/" as "." (util/statsd.lua). So the family is
 // the longest known StatsD spelling the name starts with, and the dotted
 // segments after it are the label values in order; a histogram adds
-// ".bucket.<le>", ".count" or ".sum", a summary ".count" or ".sum".
+// ".bucket.<le>", ".count" or ".sum", a summary ".count" or ".sum". It
+// keeps no cache of names: the model's name cache stands in front of it.
 type Mapper struct {
 	prefix   string
 	byStatsD map[string]*family
