@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/statsbridge/statsbridge/ingest"
 )
@@ -73,5 +74,50 @@ func TestLongNamesCostAHashNotTheName(t *testing.T) {
 				t.Errorf("the heap grew by %d KiB for %d names of %d bytes", grown>>10, names, nameLen)
 			}
 		})
+	}
+}
+
+// TestMassExpiryGivesMemoryBack: once 200,000 series expire, the heap is
+// back within a few MiB of what it was before they came: the model's maps
+// are rebuilt to the size of what is left (Go's maps never shrink).
+func TestMassExpiryGivesMemoryBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 200,000 series")
+	}
+	const series, batchSize = 200_000, 1000
+	now := time.Unix(1_800_000_000, 0)
+	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: time.Minute,
+		Now: func() time.Time { return now }})
+	m.Register(Family{Name: "statsbridge_kept", Type: Gauge}, nil, func() float64 { return 1 })
+	w := m.NewWriter()
+	before := heapAfterGC()
+	batch := make([]ingest.Sample, batchSize)
+	for i := range batch {
+		batch[i] = sample("", ingest.Counter, 1, 1)
+		batch[i].Tags = []ingest.Tag{{Key: []byte("k"), Value: []byte("v")}}
+	}
+	for done := 0; done < series; done += batchSize {
+		for i := range batch {
+			batch[i].Name = strconv.AppendInt(append(batch[i].Name[:0], "series.number"...), int64(done+i), 10)
+		}
+		w.Handle(batch)
+	}
+	if m.Series() != series {
+		t.Fatalf("%d series, want %d", m.Series(), series)
+	}
+	full := heapAfterGC()
+	now = now.Add(2 * time.Minute)
+	collectAt(m, now)
+	if m.Series() != 0 {
+		t.Fatalf("%d series left", m.Series())
+	}
+	after := heapAfterGC()
+	runtime.KeepAlive(w)
+	t.Logf("heap: %d MiB before, %d MiB with the series, %d MiB after they expired", before>>20, full>>20, after>>20)
+	if grown := int64(after) - int64(before); grown > 4<<20 {
+		t.Errorf("the heap is %d MiB larger than before the series came", grown>>20)
+	}
+	if pts := collectAt(m, now); len(pts) != 1 {
+		t.Errorf("the self-metric went with them: %v", pts)
 	}
 }

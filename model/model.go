@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -578,7 +580,7 @@ func (m *Model) gather(fn func(f *Family, series []*Series)) {
 // proper reset.
 func (m *Model) expire(now int64) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	before := len(m.byID)
 	removed := 0
 	for name, fe := range m.families {
 		kept := fe.series[:0]
@@ -601,6 +603,18 @@ func (m *Model) expire(now int64) {
 			delete(m.families, name)
 		}
 	}
+	// Go's maps never shrink: after a mass expiry they would hold the
+	// memory of every series that went. Built anew, they are sized to what
+	// is left.
+	mass := removed >= massExpiry && removed >= before/4
+	if mass {
+		m.families = resized(m.families)
+		m.byID = resized(m.byID)
+		for _, fe := range m.families {
+			fe.series = slices.Clone(fe.series)
+		}
+	}
+	m.mu.Unlock()
 	if removed == 0 {
 		return
 	}
@@ -612,6 +626,28 @@ func (m *Model) expire(now int64) {
 				delete(sh.bound, k)
 			}
 		}
+		if mass {
+			sh.bound, sh.refused = resized(sh.bound), resized(sh.refused)
+		}
 		sh.mu.Unlock()
 	}
+	if mass {
+		// Hand the freed pages back to the system now: a mass expiry is
+		// rare, and an operator watching RSS expects it to fall.
+		debug.FreeOSMemory()
+	}
 }
+
+// resized copies a map into one sized to what it holds. (maps.Clone copies
+// the size as well.)
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	n := make(map[K]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n
+}
+
+// massExpiry is how many series must expire at once (and at least a
+// quarter of them) for the model to rebuild its maps.
+const massExpiry = 4096
