@@ -46,11 +46,18 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
 	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))
 	for _, r := range model.DropReasons() {
-		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping or a label limit, by reason"
+		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping, a label limit or as their state would become non-finite, by reason"
 		if r.SeriesLimit() {
 			name, help = "statsbridge_model_dropped_series", "New series refused at a series limit, by reason"
 		}
 		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.Dropped(r) }))
+	}
+	for _, r := range model.LabelFixes() {
+		name, help := "statsbridge_model_renamed_labels", "Labels renamed as a name was mapped, as they would make its series invalid, by reason"
+		if !r.Renames() {
+			name, help = "statsbridge_model_dropped_labels", "Labels dropped as a name was mapped, as another label of their name came first"
+		}
+		counter(name, help, model.Labels{{Name: "reason", Value: r.String()}}, u64(func() uint64 { return m.LabelFixCount(r) }))
 	}
 
 	counter("statsbridge_prosody_unknown_names", "Names under the Prosody prefix that match no known family (they still flow)", nil,

@@ -64,8 +64,10 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v.check("statsd.exact_timer_values", s.ExactTimerValues > 0, "must be more than 0")
 	v.check("statsd.exact_set_members", s.ExactSetMembers > 0, "must be more than 0")
 	if s.SourceLabel != "" {
-		v.check("statsd.source_label", labelNameRE.MatchString(s.SourceLabel),
+		v.check("statsd.source_label", labelNameRE.MatchString(s.SourceLabel) && !strings.HasPrefix(s.SourceLabel, "__"),
 			"%q is not a valid label name", s.SourceLabel)
+		v.check("statsd.source_label", !seriesLabel(s.SourceLabel),
+			"%q is the label a histogram or summary sets on its own series", s.SourceLabel)
 	}
 
 	v.check("prosody.prefix", !strings.ContainsAny(c.Prosody.Prefix, " \t\n:|"),
@@ -244,6 +246,13 @@ func (v *validator) push(prefix string, p *Push, counters ...string) {
 	for name, value := range p.ExternalLabels {
 		v.check(prefix+"external_labels", labelNameRE.MatchString(name) && !strings.HasPrefix(name, "__"),
 			"%q is not a valid label name", name)
+		v.check(prefix+"external_labels", !seriesLabel(name),
+			"%q is the label a histogram or summary sets on its own series", name)
 		v.check(prefix+"external_labels", value != "", "label %q has an empty value", name)
 	}
 }
+
+// seriesLabel reports whether a histogram (le) or a summary (quantile) sets
+// the label on its own series: a label of that name from elsewhere would
+// collide with it.
+func seriesLabel(name string) bool { return name == "le" || name == "quantile" }

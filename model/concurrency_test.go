@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,11 +126,10 @@ func TestAReloadMakesOlderBindingsMisses(t *testing.T) {
 	// A binding cached with the old generation after the reload cleared the
 	// cache, as a bind racing SetMappers would leave it.
 	m.SetMappers([]Mapper{fm}, fm.Observers())
-	old := binding{series: collect(m)["app_hits"].Series, part: PartValue, generation: 1}
-	m.cacheBinding(&m.cache[0], []byte{}, old)
-	for i := range m.cache {
-		m.cache[i].m[string(appendCacheKey(nil, &batch[0]))] = old
-	}
+	raw := appendCacheKey(nil, &batch[0])
+	key := cacheKey{maphash.Bytes(m.seeds[0], raw), maphash.Bytes(m.seeds[1], raw)}
+	old := binding{series: collect(m)["app_hits"].Series, hi: key.hi, part: PartValue, generation: 1}
+	m.cache[key.lo%cacheShards].bound[key.lo] = old
 	w.Handle(batch)
 	got := collect(m)
 	if got["mapped"].Value != 1 || got["app_hits"].Delta != 0 {

@@ -118,7 +118,9 @@ func (ls Labels) Has(name string) bool {
 // that have a value, and each external label it does not set, sorted by
 // name. A label with an empty value is absent, as in Prometheus (and
 // InfluxDB refuses empty tag values), so an external label of its name
-// applies.
+// applies. An external label that would make some series invalid (le,
+// quantile, a reserved or invalid name) is never added; the configuration
+// refuses those.
 func (ls Labels) AppendMerged(dst, external Labels) Labels {
 	start := len(dst)
 	for _, l := range ls {
@@ -127,7 +129,7 @@ func (ls Labels) AppendMerged(dst, external Labels) Labels {
 		}
 	}
 	for _, l := range external {
-		if ls.Get(l.Name) == "" {
+		if ls.Get(l.Name) == "" && externalLabelOK(l.Name) {
 			dst = append(dst, l)
 		}
 	}

@@ -74,15 +74,24 @@ func (h *histogram) observe(bounds []Bucket, v, w float64) {
 }
 
 // addBucket adds a Prosody bucket delta: Prosody's buckets are already
-// cumulative, so it is added to that bucket alone.
-func (h *histogram) addBucket(i int, d float64) {
-	h.buckets[i] += d
-	h.dBuckets[i] += d
+// cumulative, so it is added to that bucket alone. Like the other parts, it
+// changes nothing and reports false when the result would not be finite.
+func (h *histogram) addBucket(i int, d float64) bool {
+	total, delta := h.buckets[i]+d, h.dBuckets[i]+d
+	if !finite(total) || !finite(delta) {
+		return false
+	}
+	h.buckets[i], h.dBuckets[i] = total, delta
+	return true
 }
 
-func (h *histogram) addCount(d float64) {
-	h.count += d
-	h.dCount += d
+func (h *histogram) addCount(d float64) bool {
+	total, delta := h.count+d, h.dCount+d
+	if !finite(total) || !finite(delta) {
+		return false
+	}
+	h.count, h.dCount = total, delta
+	return true
 }
 
 // setRunningSum takes Prosody's .sum, the running total since Prosody
@@ -93,19 +102,27 @@ func (h *histogram) addCount(d float64) {
 // statsbridge, as it does at every Prosody restart; when statsbridge is the
 // one that restarted, the interval that holds the restart counts Prosody's
 // whole total, and the intervals after it are right again.
-func (h *histogram) setRunningSum(total float64) {
+func (h *histogram) setRunningSum(total float64) bool {
+	delta := h.dSum + total
 	if h.sumSeen && total >= h.lastSum {
-		h.dSum += total - h.lastSum
-	} else {
-		h.dSum += total
+		delta = h.dSum + (total - h.lastSum)
 	}
+	if !finite(total) || !finite(delta) {
+		return false
+	}
+	h.dSum = delta
 	h.sum, h.lastSum, h.sumSeen = total, total, true
+	return true
 }
 
 // addSum adds a Prosody summary's .sum delta.
-func (h *histogram) addSum(d float64) {
-	h.sum += d
-	h.dSum += d
+func (h *histogram) addSum(d float64) bool {
+	total, delta := h.sum+d, h.dSum+d
+	if !finite(total) || !finite(delta) {
+		return false
+	}
+	h.sum, h.dSum = total, delta
+	return true
 }
 
 // HistogramPoint is a histogram series at the end of an interval or at a

@@ -3,7 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,9 +50,12 @@ type Mapping struct {
 // Mapper maps the StatsD names it knows. A Mapper is used by every reader
 // goroutine at once.
 type Mapper interface {
-	// Map maps a line's name, type and tags (as labels, sorted by name).
-	// It reports false for a name it does not know, to let the next
-	// mapper try.
+	// Map maps a line's name, type and tags (as labels with sanitised
+	// names, sorted by name, the latest first of tags that share a name,
+	// some maybe empty). The labels of the Mapping need not be valid: the
+	// model settles them (settleLabels) with the mapper's own labels
+	// first, so that they win over a tag of the same name. It reports
+	// false for a name it does not know, to let the next mapper try.
 	Map(name string, typ ingest.Type, tags Labels) (Mapping, bool)
 }
 
@@ -132,27 +135,19 @@ func observerFamily(name string, typ ingest.Type, obs ObserverDefaults) Family {
 	return f
 }
 
-// tagLabels turns a line's tags into labels sorted by name. A later tag
-// overrides an earlier one of the same name; a tag with an empty value is no
-// label at all, as in Prometheus.
+// tagLabels turns a line's tags into labels with sanitised names, sorted
+// by name; of tags of one name, the latest comes first, so that it wins
+// (settleLabels keeps the first). Tags with an empty value stay, so that
+// a later empty tag still removes an earlier one; settleLabels drops them.
 func tagLabels(tags []ingest.Tag) Labels {
 	if len(tags) == 0 {
 		return nil
 	}
-	ls := make(Labels, 0, len(tags))
-	for _, t := range tags {
-		name := SanitizeLabelName(string(t.Key))
-		for i, l := range ls {
-			if l.Name == name {
-				ls = append(ls[:i], ls[i+1:]...)
-				break
-			}
-		}
-		if len(t.Value) > 0 {
-			ls = append(ls, Label{Name: name, Value: string(t.Value)})
-		}
+	ls := make(Labels, len(tags))
+	for i, t := range tags {
+		ls[len(tags)-1-i] = Label{Name: SanitizeMetricName(string(t.Key)), Value: string(t.Value)}
 	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	slices.SortStableFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	return ls
 }
 
@@ -161,6 +156,9 @@ func tagLabels(tags []ingest.Tag) Labels {
 // labels, help, action: drop, match_metric_type, observer_type with
 // histogram_options and summary_options, scale, ttl, and the defaults
 // section (whose observer_type also decides for names no mapping matches).
+// It gives pkg/mapper no cache (pkg/mapper caches only when given one, by
+// the whole name): the model's name cache, which holds hashes rather than
+// names, stands in front of it.
 type FileMapper struct {
 	m   *mapper.MetricMapper
 	obs ObserverDefaults
@@ -269,24 +267,24 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 }
 
 // mergeLabels joins a mapping's labels with the line's tags: the mapping
-// wins, unless honor_labels lets the tags win.
+// wins, unless honor_labels lets a tag with a value win. A tag that loses
+// is left out here, not counted as a collision: the mapping file asked for
+// it.
 func mergeLabels(mapped map[string]string, tags Labels, honorTags bool) Labels {
 	ls := make(Labels, 0, len(mapped)+len(tags))
+	tagWins := func(name string) bool { return honorTags && tags.Get(name) != "" }
 	for k, v := range mapped {
-		if honorTags && tags.Has(k) {
-			continue
-		}
-		if v != "" {
+		if v != "" && !tagWins(k) {
 			ls = append(ls, Label{Name: k, Value: v})
 		}
 	}
 	for _, t := range tags {
-		if _, ok := mapped[t.Name]; ok && !honorTags {
-			continue
+		if _, ok := mapped[t.Name]; !ok || tagWins(t.Name) {
+			ls = append(ls, t)
 		}
-		ls = append(ls, t)
 	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	// Stable: tags of one name stay latest first.
+	slices.SortStableFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	return ls
 }
 

@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -65,11 +67,15 @@ const (
 	DropTooManyLabels                        // limits.max_labels
 	DropNameTooLong                          // limits.max_name_length
 	DropLabelValueTooLong                    // limits.max_label_value_length
+	// DropNonFinite: applying the sample would have made the series'
+	// state infinite or NaN (a huge value, a tiny sample rate).
+	DropNonFinite
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
 	"mapping_drop", "max_series", "max_series_per_family", "max_labels", "name_too_long", "label_value_too_long",
+	"non_finite",
 }
 
 func (r DropReason) String() string { return dropReasonNames[r] }
@@ -97,33 +103,58 @@ type Model struct {
 	opts    Options
 	limits  limits
 	now     func() time.Time
-	seed    maphash.Seed
+	seeds   [2]maphash.Seed
 	mappers atomic.Pointer[mapperSet]
 
-	cache      [cacheShards]cacheShard
-	shardLimit int
+	cache [cacheShards]cacheShard
+	// boundLimit and refusedLimit bound each shard's entries. The entries
+	// have a fixed size, however long the names, so this bounds the
+	// cache in bytes too.
+	boundLimit, refusedLimit int
 
 	mu       sync.RWMutex
 	families map[string]*familyEntry
 	byID     map[string]*Series
 	nseries  atomic.Int64 // written under mu; read without it
 
-	dropped   [numDropReasons]atomic.Uint64
-	conflicts atomic.Uint64
+	dropped    [numDropReasons]atomic.Uint64
+	conflicts  atomic.Uint64
+	labelFixes [numLabelFixes]atomic.Uint64
 	// The refusals' log lines: the counters have no family label, as that
 	// label would grow without bound exactly when a limit bites.
-	conflictLog, dropLog *throttle.Event
+	conflictLog, dropLog, fixLog *throttle.Event
 }
 
 type mapperSet struct {
 	mappers    []Mapper
 	observers  ObserverDefaults
-	generation uint64
+	generation uint32
 }
 
+// cacheKey stands for a raw StatsD key (type, name and tags as sent): two
+// 64-bit hashes of it with random seeds. The cache never holds the key
+// itself, so a name costs the same however long it is; two keys are taken
+// for one only if both hashes collide, which takes about 2^64 names.
+type cacheKey struct{ lo, hi uint64 }
+
+// cacheShard is one part of the name cache. Both maps are keyed by the
+// first hash (a map keyed by a uint64 is several times faster than one
+// keyed by a pair). bound holds the names bound to a series, each binding
+// with the second hash to tell names apart. refused holds refused names by
+// the first hash alone, the cheaper the better as a flood of refused names
+// is what it must survive: with n refusals held, a new name is taken for a
+// refused one (and refused until that refusal is forgotten) with
+// probability n/2^64.
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]binding
+	mu      sync.RWMutex
+	bound   map[uint64]binding
+	refused map[uint64]refusal
+}
+
+func (sh *cacheShard) reset() {
+	sh.mu.Lock()
+	sh.bound, sh.refused = map[uint64]binding{}, map[uint64]refusal{}
+	sh.mu.Unlock()
 }
 
 type familyEntry struct {
@@ -153,21 +184,24 @@ func New(opts Options) *Model {
 		opts:     opts,
 		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
-		seed:     maphash.MakeSeed(),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		families: map[string]*familyEntry{},
 		byID:     map[string]*Series{},
-		// A name cache of four raw names per series holds Prosody's
-		// histograms (a name per bucket) and keeps memory bounded.
-		shardLimit: max(4*opts.MaxSeries/cacheShards, 64),
+		// Four names per series hold Prosody's histograms (a name per
+		// bucket); a refused name is remembered until as many names as
+		// there may be series were refused after it.
+		boundLimit:   max(4*opts.MaxSeries/cacheShards, 64),
+		refusedLimit: max(opts.MaxSeries/cacheShards, 64),
 
 		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
 		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
+		fixLog:      opts.Events.Event(slog.LevelWarn, "renamed or dropped labels that would make a series invalid"),
 	}
 	if m.now == nil {
 		m.now = time.Now
 	}
 	for i := range m.cache {
-		m.cache[i].m = map[string]binding{}
+		m.cache[i].reset()
 	}
 	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers, generation: 1})
 	return m
@@ -184,13 +218,11 @@ const refusalMemory = 10 * time.Second
 func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 	next := &mapperSet{mappers: mappers, observers: observers, generation: m.mappers.Load().generation + 1}
 	m.mappers.Store(next)
-	// Clearing frees the memory; the generation makes a binding made with
-	// the old mappers while this runs a miss.
+	// New maps free the memory (a cleared map keeps its size); the
+	// generation makes a binding made with the old mappers while this runs
+	// a miss.
 	for i := range m.cache {
-		sh := &m.cache[i]
-		sh.mu.Lock()
-		clear(sh.m)
-		sh.mu.Unlock()
+		m.cache[i].reset()
 	}
 }
 
@@ -201,7 +233,7 @@ type Writer struct {
 	m          *Model
 	key        []byte
 	now        int64
-	generation uint64
+	generation uint32
 }
 
 // NewWriter returns a Writer for one reader goroutine.
@@ -218,26 +250,44 @@ func (w *Writer) Handle(batch []ingest.Sample) {
 
 func (w *Writer) apply(smp *ingest.Sample) {
 	w.key = appendCacheKey(w.key[:0], smp)
-	shard := &w.m.cache[maphash.Bytes(w.m.seed, w.key)%cacheShards]
+	key := cacheKey{maphash.Bytes(w.m.seeds[0], w.key), maphash.Bytes(w.m.seeds[1], w.key)}
+	shard := &w.m.cache[key.lo%cacheShards]
 	shard.mu.RLock()
-	b, ok := shard.m[string(w.key)]
+	b, bound := shard.bound[key.lo]
+	bound = bound && b.hi == key.hi
+	var r refusal
+	var refused bool
+	if !bound {
+		r, refused = shard.refused[key.lo]
+	}
 	shard.mu.RUnlock()
-	if ok && b.generation == w.generation {
-		switch {
-		case b.series == nil && w.now < b.until:
-			w.m.countRefused(&b, true)
-			return
-		case b.series != nil && b.series.apply(&b, smp, w.now, &w.m.limits):
-			return
-		}
+	switch {
+	case bound && b.generation == w.generation && w.applyTo(&b, smp):
+		return
+	case !bound && refused && r.generation == w.generation && w.now < r.until:
+		w.m.countRefused(r, true)
+		return
 	}
 	// A series can expire between its binding and its sample: bind again.
 	for range 3 {
-		b, ok = w.m.bind(shard, w.key, smp, w.now)
-		if !ok || b.series.apply(&b, smp, w.now, &w.m.limits) {
+		b, ok := w.m.bind(shard, key, smp, w.now)
+		if !ok || w.applyTo(&b, smp) {
 			return
 		}
 	}
+}
+
+// applyTo applies a sample to the series b binds it to. It reports false
+// when the series has expired, so the name must be bound again.
+func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
+	switch b.series.apply(b, smp, w.now, &w.m.limits) {
+	case expired:
+		return false
+	case nonFinite:
+		w.m.dropped[DropNonFinite].Add(1)
+		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.Name)
+	}
+	return true
 }
 
 // appendCacheKey writes what identifies a line's series before mapping: its
@@ -257,59 +307,83 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 // bind maps a name seen for the first time (or again after it expired) to
 // its series, creating family and series as needed, and caches the result.
 // It reports false when the sample must be dropped.
-func (m *Model) bind(shard *cacheShard, key []byte, smp *ingest.Sample, now int64) (binding, bool) {
+func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now int64) (binding, bool) {
 	ms := m.mappers.Load()
 	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
 	mapping := m.mapSample(ms, name, smp.Type, tags)
-	refuse := func(b binding) (binding, bool) {
-		b.generation = ms.generation
-		m.cacheBinding(shard, key, b)
-		m.countRefused(&b, false)
-		m.logRefused(&b, mapping.Family.Name, name)
+	refuse := func(r refusal) (binding, bool) {
+		r.generation = ms.generation
+		m.cacheRefusal(shard, key.lo, r)
+		m.countRefused(r, false)
+		m.logRefused(r, mapping.Family.Name, name)
 		return binding{}, false
 	}
 	if mapping.Drop {
-		return refuse(binding{refused: DropMapping, until: math.MaxInt64})
+		return refuse(refusal{reason: DropMapping, until: math.MaxInt64})
 	}
+	m.settle(&mapping)
 	if r, bad := m.checkLimits(&mapping); bad {
-		return refuse(binding{refused: r, until: math.MaxInt64})
+		return refuse(refusal{reason: r, until: math.MaxInt64})
 	}
 	id := identity(mapping.Family.Name, mapping.Labels)
 
 	m.mu.Lock()
 	s := m.byID[id]
-	var refused binding
+	var r refusal
 	switch {
 	case s == nil:
 		key := mapping.Key
 		if key == "" {
 			key = name
 		}
-		s, refused = m.register(&mapping, key, tags, id, now)
+		s, r = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
 	case s.kind != mapping.Kind:
-		s, refused = nil, binding{conflict: true}
+		s, r = nil, refusal{conflict: true}
 	}
 	m.mu.Unlock()
 	if s == nil {
-		refused.until = now + int64(refusalMemory)
-		return refuse(refused)
+		r.until = now + int64(refusalMemory)
+		return refuse(r)
 	}
-	b := binding{series: s, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
+	b := binding{series: s, hi: key.hi, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
-	m.cacheBinding(shard, key, b)
-	return b, true
-}
-
-func (m *Model) cacheBinding(shard *cacheShard, key []byte, b binding) {
 	shard.mu.Lock()
-	if len(shard.m) >= m.shardLimit {
-		for k := range shard.m { // evict one at random
-			delete(shard.m, k)
+	if len(shard.bound) >= m.boundLimit {
+		for k := range shard.bound { // evict one at random
+			delete(shard.bound, k)
 			break
 		}
 	}
-	shard.m[string(key)] = b
+	shard.bound[key.lo] = b
+	shard.mu.Unlock()
+	return b, true
+}
+
+// settle makes a mapping's labels valid (see settleLabels) and counts what
+// that changed.
+func (m *Model) settle(mp *Mapping) {
+	var fixes [numLabelFixes]uint64
+	mp.Labels = settleLabels(mp.Labels, len(mp.Family.LabelNames), mp.Family.Type, &fixes)
+	if fixes == ([numLabelFixes]uint64{}) {
+		return
+	}
+	for r, n := range fixes {
+		m.labelFixes[r].Add(n)
+	}
+	m.fixLog.Log("family", mp.Family.Name, "le", fixes[FixLE], "quantile", fixes[FixQuantile],
+		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
+}
+
+func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
+	shard.mu.Lock()
+	if len(shard.refused) >= m.refusedLimit {
+		for k := range shard.refused { // evict one at random
+			delete(shard.refused, k)
+			break
+		}
+	}
+	shard.refused[key] = r
 	shard.mu.Unlock()
 }
 
@@ -344,15 +418,15 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 // register creates a series (and its family when new). m.mu is held. A name
 // whose family exists with another kind or shape is a conflict: the family
 // stays as it is. A refused series returns nil and the refusal.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, binding) {
+func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
 	fe := m.families[mp.Family.Name]
 	switch {
 	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
-		return nil, binding{conflict: true}
+		return nil, refusal{conflict: true}
 	case m.nseries.Load() >= int64(m.opts.MaxSeries):
-		return nil, binding{refused: DropMaxSeries}
+		return nil, refusal{reason: DropMaxSeries}
 	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
-		return nil, binding{refused: DropMaxSeriesPerFamily}
+		return nil, refusal{reason: DropMaxSeriesPerFamily}
 	}
 	if fe == nil {
 		f := mp.Family
@@ -365,37 +439,43 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 	m.nseries.Add(1)
-	return s, binding{}
+	return s, refusal{}
 }
 
-// countRefused counts a sample that b refuses. A conflict, a mapping's drop
+// countRefused counts a sample that r refuses. A conflict, a mapping's drop
 // and a label limit count every sample; a series cap counts the series it
 // refused, so a remembered refusal at a cap counts nothing.
-func (m *Model) countRefused(b *binding, remembered bool) {
+func (m *Model) countRefused(r refusal, remembered bool) {
 	switch {
-	case b.conflict:
+	case r.conflict:
 		m.conflicts.Add(1)
-	case b.refused.SeriesLimit() && remembered:
+	case r.reason.SeriesLimit() && remembered:
 	default:
-		m.dropped[b.refused].Add(1)
+		m.dropped[r.reason].Add(1)
 	}
 }
 
 // logRefused logs a refusal with the family it concerned (the name as sent
 // for a mapping's drop), through the throttle.
-func (m *Model) logRefused(b *binding, family, name string) {
+func (m *Model) logRefused(r refusal, family, name string) {
 	switch {
-	case b.conflict:
+	case r.conflict:
 		m.conflictLog.Log("family", family)
-	case b.refused == DropMapping:
-		m.dropLog.Log("reason", b.refused.String(), "family", name)
+	case r.reason == DropMapping:
+		m.dropLog.Log("reason", r.reason.String(), "family", name)
 	default:
-		m.dropLog.Log("reason", b.refused.String(), "family", family)
+		m.dropLog.Log("reason", r.reason.String(), "family", family)
 	}
 }
 
 // Dropped returns how many samples were dropped for a reason.
 func (m *Model) Dropped(r DropReason) uint64 { return m.dropped[r].Load() }
+
+// LabelFixCount returns how many labels were renamed or dropped for a
+// reason to keep their series valid. Labels are settled as a name is mapped,
+// so a name is counted when it is first seen (and again should it fall out
+// of the name cache), not for each of its samples.
+func (m *Model) LabelFixCount(r LabelFix) uint64 { return m.labelFixes[r].Load() }
 
 // Conflicts returns how many samples conflicted with their family's type.
 func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }
@@ -500,7 +580,7 @@ func (m *Model) gather(fn func(f *Family, series []*Series)) {
 // proper reset.
 func (m *Model) expire(now int64) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	before := len(m.byID)
 	removed := 0
 	for name, fe := range m.families {
 		kept := fe.series[:0]
@@ -523,17 +603,51 @@ func (m *Model) expire(now int64) {
 			delete(m.families, name)
 		}
 	}
+	// Go's maps never shrink: after a mass expiry they would hold the
+	// memory of every series that went. Built anew, they are sized to what
+	// is left.
+	mass := removed >= massExpiry && removed >= before/4
+	if mass {
+		m.families = resized(m.families)
+		m.byID = resized(m.byID)
+		for _, fe := range m.families {
+			fe.series = slices.Clone(fe.series)
+		}
+	}
+	m.mu.Unlock()
 	if removed == 0 {
 		return
 	}
 	for i := range m.cache {
 		sh := &m.cache[i]
 		sh.mu.Lock()
-		for k, b := range sh.m {
-			if b.series != nil && b.series.removed.Load() {
-				delete(sh.m, k)
+		for k, b := range sh.bound {
+			if b.series.removed.Load() {
+				delete(sh.bound, k)
 			}
+		}
+		if mass {
+			sh.bound, sh.refused = resized(sh.bound), resized(sh.refused)
 		}
 		sh.mu.Unlock()
 	}
+	if mass {
+		// Hand the freed pages back to the system now: a mass expiry is
+		// rare, and an operator watching RSS expects it to fall.
+		debug.FreeOSMemory()
+	}
 }
+
+// resized copies a map into one sized to what it holds. (maps.Clone copies
+// the size as well.)
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	n := make(map[K]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n
+}
+
+// massExpiry is how many series must expire at once (and at least a
+// quarter of them) for the model to rebuild its maps.
+const massExpiry = 4096

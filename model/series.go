@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,57 +77,82 @@ func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl ti
 	return s
 }
 
-// binding is what the model's name cache holds for a raw StatsD key: the
-// series and how the line's values apply to it.
+// binding is what the model's name cache holds for a raw StatsD key bound
+// to a series: the series and how the line's values apply to it.
 type binding struct {
 	series *Series
-	part   Part
+	hi     uint64 // the key's second hash (see cacheShard)
 	scale  float64
+	// generation is the mapper set the binding was made with: a reload
+	// makes every older binding a miss.
+	generation uint32
+	part       Part
 	// toSeconds divides a timer's values by 1000 for the histogram; the
 	// interval statistics keep the client's milliseconds.
 	toSeconds bool
-	// A binding without a series remembers a refusal until until, so
-	// that a name refused again and again (past a cap, in conflict,
-	// dropped by a mapping) neither maps anew nor takes the registry lock
-	// for every line: refused says why, or conflict that the name's type
-	// conflicts with its family's.
-	refused  DropReason
-	conflict bool
-	until    int64
-	// generation is the mapper set the binding was made with: a reload
-	// makes every older binding a miss.
-	generation uint64
 }
 
-// apply applies one sample. It reports false when the series has expired, so
-// the caller must bind the name again.
-func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) bool {
+// refusal is what the name cache holds for a refused raw StatsD key, so that
+// a name refused again and again (past a cap, in conflict, dropped by a
+// mapping) neither maps anew nor takes the registry lock for every line:
+// reason says why, or conflict that the name's type conflicts with its
+// family's. It is remembered until until.
+type refusal struct {
+	until      int64
+	generation uint32
+	reason     DropReason
+	conflict   bool
+}
+
+// applyResult is what became of a sample applied to a series.
+type applyResult uint8
+
+const (
+	applied applyResult = iota
+	// expired: the series has expired; the name must be bound again.
+	expired
+	// nonFinite: the sample would have made the state infinite or NaN,
+	// so it was not applied.
+	nonFinite
+)
+
+// apply applies one sample, unless it would make the state non-finite: a
+// counter's total or delta, a relative gauge, a histogram's or summary's
+// count and sum, a timer's statistics. A gauge set to ±Inf or NaN keeps it:
+// that is what the client measured, and the sinks that cannot store it skip
+// it.
+func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) applyResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() {
-		return false
+		return expired
 	}
 	switch s.kind {
 	case KindCounter:
 		v := scaled(smp.Values[0], b.scale) / smp.Rate
-		s.value += v
-		s.delta += v
+		value, delta := s.value+v, s.delta+v
+		if !finite(value) || !finite(delta) {
+			return nonFinite
+		}
+		s.value, s.delta = value, delta
 	case KindGauge:
 		v := scaled(smp.Values[0], b.scale)
 		if smp.Relative {
-			s.value += v
-		} else {
-			s.value = v
+			v += s.value
+			if !finite(v) {
+				return nonFinite
+			}
 		}
+		s.value = v
 	case KindSet:
 		s.set.add(smp.Member, lim.exactSetMembers)
 	case KindHistogram, KindSummary:
 		w := smp.Weight()
+		if !s.canObserve(b, smp.Values, w) {
+			return nonFinite
+		}
 		for _, raw := range smp.Values {
-			v := scaled(raw, b.scale)
-			if b.toSeconds {
-				v /= 1000
-			}
+			v := b.observed(raw)
 			if s.hist != nil {
 				s.hist.observe(s.family.Buckets, v, w)
 			} else {
@@ -135,28 +161,74 @@ func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) b
 			s.timer.add(raw, w, lim.exactTimerValues)
 		}
 	case KindPrebucketed, KindPresummed:
-		s.applyPart(b.part, smp)
+		if !s.applyPart(b.part, smp) {
+			return nonFinite
+		}
 	}
 	s.touched = true
 	s.lastSeen = now
-	return true
+	return applied
 }
+
+// observed is a raw value as its series observes it.
+func (b *binding) observed(raw float64) float64 {
+	v := scaled(raw, b.scale)
+	if b.toSeconds {
+		v /= 1000
+	}
+	return v
+}
+
+// maxTimerSum bounds a timer's sum and sum of squares: Etsy's standard
+// deviation and the sketches' percentile sums (1% error) are computed from
+// the same values with larger intermediate terms, and need the room.
+const maxTimerSum = math.MaxFloat64 / 4
+
+// canObserve reports whether observing values with weight w keeps the
+// state finite. It runs the sums as observing does, in the same order, so
+// its answer is exact. A bucket counts a part of what the count counts,
+// so a finite count keeps the buckets finite.
+func (s *Series) canObserve(b *binding, values []float64, w float64) bool {
+	var count, sum, deltaSum float64
+	if s.hist != nil {
+		count, sum, deltaSum = s.hist.count, s.hist.sum, s.hist.dSum
+	} else {
+		count, sum = s.summary.count, s.summary.sum
+	}
+	t := s.timer
+	timerCount, timerSum, timerSumSq := t.count, t.sum, t.sumSq
+	for _, raw := range values {
+		v := b.observed(raw)
+		count += w
+		sum += v * w
+		deltaSum += v * w
+		timerCount += w
+		timerSum += raw
+		timerSumSq += raw * raw
+	}
+	return finite(count) && finite(sum) && finite(deltaSum) && finite(timerCount) &&
+		math.Abs(timerSum) <= maxTimerSum && timerSumSq <= maxTimerSum
+}
+
+func finite(v float64) bool { return !math.IsInf(v, 0) && !math.IsNaN(v) }
 
 // applyPart applies one of Prosody's histogram or summary lines. Bucket and
 // count lines are counter deltas; a histogram's sum is a gauge holding the
-// running total, a summary's sum a counter delta.
-func (s *Series) applyPart(p Part, smp *ingest.Sample) {
+// running total, a summary's sum a counter delta. It reports false, and
+// changes nothing, when the line would make the state non-finite.
+func (s *Series) applyPart(p Part, smp *ingest.Sample) bool {
 	v := smp.Values[0] / smp.Rate
 	switch {
 	case p == PartCount:
-		s.hist.addCount(v)
+		return s.hist.addCount(v)
 	case p == PartSum && s.kind == KindPrebucketed:
-		s.hist.setRunningSum(smp.Values[0])
+		return s.hist.setRunningSum(smp.Values[0])
 	case p == PartSum:
-		s.hist.addSum(v)
+		return s.hist.addSum(v)
 	case p >= 0 && int(p) < len(s.hist.buckets):
-		s.hist.addBucket(int(p), v)
+		return s.hist.addBucket(int(p), v)
 	}
+	return true
 }
 
 // Point is a series' state at one moment: the end of a flush interval, or a

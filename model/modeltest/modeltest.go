@@ -72,3 +72,54 @@ func Flush(m *model.Model, iv cork.Interval) *model.Flush {
 	m.Collect(f)
 	return f
 }
+
+// HostileLines are StatsD lines whose tags would make invalid series if
+// taken as sent: le on histograms, quantile on summaries, names that are
+// equal once sanitised, reserved names, tags that repeat a Prosody family's
+// labels. HostileModel maps them.
+var HostileLines = []string{
+	"h:1|h|#le:5", "h:2|h|#le:5",
+	"t:1|ms|#le:5,exported_le:6",
+	"summary.x:1|ms|#quantile:0.5",
+	"hist.7:1|h|#quantile:0.5",
+	"c:1|c|#a.b:1,a_b:2",
+	"i,a.b=1,a_b=2,le=3:1|h",
+	"g:1|g|#__x:1,_x:2,__name__:evil",
+	"prosody.prosody_stats_collection_seconds.bucket.0_001:1|c|#le:9",
+	"prosody.prosody_stats_collection_seconds.count:1|c|#le:9",
+	"prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4:1|g|#host:evil,__host:x",
+	"prosody.unknown_thing.x.bucket.1:1|c|#le:2",
+}
+
+// hostileMapping makes summary.* a summary with a label of a reserved name,
+// hist.* a histogram with an le label, and other observers histograms.
+const hostileMapping = `
+defaults:
+  observer_type: histogram
+mappings:
+- match: "summary.*"
+  observer_type: summary
+  name: "summary"
+  labels:
+    __origin: "$1"
+- match: "hist.*"
+  observer_type: histogram
+  name: "hist"
+  labels:
+    le: "$1"
+`
+
+// HostileModel returns a model holding HostileLines, with the Prosody
+// dialect and a mapping file that adds reserved labels of its own.
+func HostileModel(t testing.TB) *model.Model {
+	t.Helper()
+	fm, err := model.ParseMapping(hostileMapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := prosody.NewMapper("prosody", prosody.Builtin(), []string{"localhost"}, prosody.NewState())
+	m := model.New(model.Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, Percentiles: []float64{90},
+		Mappers: []model.Mapper{mp, fm}, Observers: fm.Observers()})
+	Feed(t, m, HostileLines...)
+	return m
+}

@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,9 +84,14 @@ func (e *Entry) Check() error {
 	if !ok || typ == model.Unknown {
 		return fmt.Errorf("type %q is not counter, gauge, histogram or summary", e.Type)
 	}
-	for _, l := range e.Labels {
-		if model.SanitizeLabelName(l) != l {
+	for i, l := range e.Labels {
+		switch {
+		case model.SanitizeLabelName(l) != l:
 			return fmt.Errorf("label %q is not a label name", l)
+		case slices.Contains(e.Labels[:i], l):
+			return fmt.Errorf("label %q is given twice", l)
+		case typ == model.Histogram && l == "le", typ == model.Summary && l == "quantile":
+			return fmt.Errorf("label %q is the one a %s adds itself", l, typ)
 		}
 	}
 	if typ != model.Histogram && len(e.Buckets) > 0 {

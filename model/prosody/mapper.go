@@ -14,7 +14,8 @@ import (
 // every "." as "_" and every "/" as "." (util/statsd.lua). So the family is
 // the longest known StatsD spelling the name starts with, and the dotted
 // segments after it are the label values in order; a histogram adds
-// ".bucket.<le>", ".count" or ".sum", a summary ".count" or ".sum".
+// ".bucket.<le>", ".count" or ".sum", a summary ".count" or ".sum". It
+// keeps no cache of names: the model's name cache stands in front of it.
 type Mapper struct {
 	prefix   string
 	byStatsD map[string]*family
@@ -173,14 +174,10 @@ func (m *Mapper) restore(f *family, label, v string) string {
 }
 
 // appendTags adds the line's tags (source_label, say) after the family's
-// labels; a tag never overrides one of them.
+// labels. A tag never overrides one of them: the model keeps the first
+// label of a name, and counts the tag it drops.
 func appendTags(ls, tags model.Labels) model.Labels {
-	for _, t := range tags {
-		if !ls.Has(t.Name) {
-			ls = append(ls, t)
-		}
-	}
-	return ls
+	return append(ls, tags...)
 }
 
 // mapUnknown maps a name under the prefix that no family matched. It still

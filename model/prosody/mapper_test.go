@@ -124,11 +124,50 @@ func TestMapUnknownNames(t *testing.T) {
 	}
 }
 
-func TestTagsComeAfterTheFamilysLabels(t *testing.T) {
-	mp, _ := testMapper().Map("prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4", ingest.Gauge,
-		model.Labels{{Name: "host", Value: "ignored"}, {Name: "instance", Value: "10.0.0.5"}})
-	if got := labelText(mp.Labels); got != "host=localhost,type=c2s,ip_family=ipv4,instance=10.0.0.5" {
-		t.Errorf("labels %q", got)
+// TestTagsNeverOverrideTheFamilysLabels: tags come after a family's labels;
+// one that repeats a family's label name, or an le on a histogram, would
+// make the series invalid, so the model drops or renames it and counts it.
+func TestTagsNeverOverrideTheFamilysLabels(t *testing.T) {
+	tests := []struct {
+		line, labels string
+		fix          model.LabelFix
+	}{
+		{"prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4:1|g|#host:ignored,instance:10.0.0.5",
+			"host=localhost,type=c2s,ip_family=ipv4,instance=10.0.0.5", model.FixDuplicate},
+		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.bucket.1:1|c|#le:9",
+			"host=localhost,exported_le=9", model.FixLE},
+		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.count:1|c|#__host:x",
+			"host=localhost,_host=x", model.FixReservedPrefix},
+		{"prosody.unknown_thing.x.bucket.1:1|c|#le:2", "unknown_1=x,le=1", model.FixDuplicate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			m := model.New(model.Options{MaxSeries: 10, MaxSeriesPerFamily: 10, Mappers: []model.Mapper{testMapper()}})
+			p := ingest.Parser{Dialect: ingest.Dialect{LiteralPrefix: []byte("prosody.")}}
+			batch := make([]ingest.Sample, 1)
+			if r := p.Parse([]byte(tt.line), &batch[0]); r != ingest.ReasonNone {
+				t.Fatal(r)
+			}
+			m.NewWriter().Handle(batch)
+			var got []string
+			m.Gather(func(_ *model.Family, pts []model.Point) {
+				for _, pt := range pts {
+					got = append(got, labelText(pt.Series.Labels()))
+				}
+			})
+			if len(got) != 1 || got[0] != tt.labels {
+				t.Errorf("labels %q, want %q", got, tt.labels)
+			}
+			for _, r := range model.LabelFixes() {
+				want := uint64(0)
+				if r == tt.fix {
+					want = 1
+				}
+				if n := m.LabelFixCount(r); n != want {
+					t.Errorf("%s: counted %d, want %d", r, n, want)
+				}
+			}
+		})
 	}
 }
 
@@ -202,5 +241,29 @@ func TestAnOverrideReplacesABuiltInLayout(t *testing.T) {
 	mp, ok := m.Map(line, ingest.Counter, nil)
 	if !ok || mp.Drop || mp.Part != model.PartBucket(2) || len(mp.Family.Buckets) != 11 {
 		t.Errorf("with the override: %+v", mp)
+	}
+}
+
+// TestCheckRefusesLabelsThatMakeInvalidSeries: a catalog entry (the
+// configuration can add them) may not give a label twice, le to a
+// histogram or quantile to a summary.
+func TestCheckRefusesLabelsThatMakeInvalidSeries(t *testing.T) {
+	tests := []struct {
+		typ    string
+		labels []string
+		ok     bool
+	}{
+		{"histogram", []string{"host", "le"}, false},
+		{"summary", []string{"quantile"}, false},
+		{"gauge", []string{"host", "host"}, false},
+		{"gauge", []string{"__host"}, false},
+		{"gauge", []string{"le", "quantile"}, true},
+		{"histogram", []string{"quantile"}, true},
+	}
+	for _, tt := range tests {
+		e := Entry{Name: "x", StatsD: "x", Type: tt.typ, Labels: tt.labels}
+		if err := e.Check(); (err == nil) != tt.ok {
+			t.Errorf("%s with %v: %v", tt.typ, tt.labels, err)
+		}
 	}
 }
