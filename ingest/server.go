@@ -67,6 +67,9 @@ type Server struct {
 	tcpSlots       *tcpSlots
 	tcpRefused     [numTCPRefusals]*throttle.Event
 	tcpLineTimeout *throttle.Event
+	// readFailed logs a socket's read or accept errors: one that persists
+	// (out of file descriptors, say) repeats ten times a second.
+	readFailed *throttle.Event
 
 	udp      []*udpSocket
 	tcp      []*net.TCPListener
@@ -92,6 +95,7 @@ func Listen(cfg Config) (srv *Server, err error) {
 			RefusedPerSource: cfg.Events.Event(slog.LevelWarn,
 				fmt.Sprintf("statsd tcp connection refused: tcp_max_connections_per_source (%d) reached", cfg.TCPMaxConnectionsPerSource)),
 		},
+		readFailed: cfg.Events.Event(slog.LevelError, "reading a StatsD socket failed"),
 		tcpLineTimeout: cfg.Events.Event(slog.LevelWarn,
 			fmt.Sprintf("statsd tcp connection closed: no complete line within tcp_line_timeout (%s)", cfg.TCPLineTimeout)),
 	}
@@ -183,13 +187,13 @@ func (s *Server) Serve(ctx context.Context) {
 			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel}, s.badLog)
 	}
 	for _, u := range s.udp {
-		wg.Go(func() { u.serve(ctx, makeReader()) })
+		wg.Go(func() { u.serve(ctx, makeReader(), s.readFailed) })
 	}
 	for _, l := range s.tcp {
 		wg.Go(func() { s.serveTCP(ctx, l, makeReader) })
 	}
 	for _, c := range s.unixgram {
-		wg.Go(func() { serveUnixgram(ctx, c, makeReader(), s.cfg.Logger) })
+		wg.Go(func() { serveUnixgram(ctx, c, makeReader(), s.readFailed) })
 	}
 	wg.Wait()
 }

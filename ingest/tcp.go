@@ -104,7 +104,7 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader fu
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.cfg.Logger.Error("statsd tcp accept failed", "addr", l.Addr().String(), "err", err)
+			s.readFailed.Log("tcp", l.Addr().String(), "err", err, "accepting", true)
 			time.Sleep(100 * time.Millisecond) // out of file descriptors: do not spin
 			continue
 		}

@@ -12,14 +12,15 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // udpSocket is one of the SO_REUSEPORT sockets of a UDP address; the kernel
 // spreads datagrams over them, and each has its own reader goroutine.
 type udpSocket struct {
-	conn   *net.UDPConn
-	inode  uint64 // for the kernel's counters in /proc/net/udp
-	logger *slog.Logger
+	conn  *net.UDPConn
+	inode uint64 // for the kernel's counters in /proc/net/udp
 }
 
 // udpBatch is how many datagrams one recvmmsg call may return, and
@@ -59,7 +60,7 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 		return nil, err
 	}
 	first := pc.(*net.UDPConn)
-	socks = append(socks, newUDPSocket(first, logger))
+	socks = append(socks, newUDPSocket(first))
 	// With port 0, the first socket picked the port; the others join it.
 	addr = first.LocalAddr().String()
 	if n > 1 {
@@ -77,7 +78,7 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 		if err != nil {
 			return fail(err)
 		}
-		socks = append(socks, newUDPSocket(pc.(*net.UDPConn), logger))
+		socks = append(socks, newUDPSocket(pc.(*net.UDPConn)))
 	}
 	if foreign := foreignUDPSockets(socks); len(foreign) > 0 {
 		return fail(fmt.Errorf("%w: sockets %v share the port", errAddrInUse, foreign))
@@ -91,8 +92,8 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 	return socks, nil
 }
 
-func newUDPSocket(c *net.UDPConn, logger *slog.Logger) *udpSocket {
-	return &udpSocket{conn: c, inode: socketInode(c), logger: logger}
+func newUDPSocket(c *net.UDPConn) *udpSocket {
+	return &udpSocket{conn: c, inode: socketInode(c)}
 }
 
 func closeUDPSockets(socks []*udpSocket) {
@@ -143,7 +144,7 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 
 // serve reads batches of datagrams with recvmmsg until ctx is done, then
 // drains what the socket already holds.
-func (u *udpSocket) serve(ctx context.Context, r *Reader) {
+func (u *udpSocket) serve(ctx context.Context, r *Reader, failed *throttle.Event) {
 	pc := ipv4.NewPacketConn(u.conn)
 	msgs := make([]ipv4.Message, udpBatch)
 	for i := range msgs {
@@ -160,7 +161,7 @@ func (u *udpSocket) serve(ctx context.Context, r *Reader) {
 				break
 			}
 			if !isTimeout(err) {
-				u.logger.Error("statsd udp read failed", "addr", u.conn.LocalAddr().String(), "err", err)
+				failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
 				time.Sleep(100 * time.Millisecond) // a persistent error must not spin
 			}
 			continue
@@ -174,7 +175,7 @@ func (u *udpSocket) serve(ctx context.Context, r *Reader) {
 		u.handle(r, msgs[:max(n, 0)])
 		if err != nil || n <= 0 {
 			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				u.logger.Error("statsd udp drain failed", "err", err)
+				failed.Log("udp", u.conn.LocalAddr().String(), "err", err, "draining", true)
 			}
 			return
 		}

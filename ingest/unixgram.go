@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/statsbridge/statsbridge/throttle"
 )
 
 // lookupGroup resolves unixgram_group: a group name or a numeric gid; ""
@@ -66,7 +68,7 @@ func listenUnixgram(path string, mode os.FileMode, gid, readBuffer int, logger *
 
 // serveUnixgram reads datagrams until ctx is done, then drains the socket
 // and removes its file.
-func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, logger *slog.Logger) {
+func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, failed *throttle.Event) {
 	path := c.LocalAddr().String()
 	defer os.Remove(path)
 	defer c.Close()
@@ -97,7 +99,7 @@ func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, logger *slog
 		}
 		if ctx.Err() == nil {
 			if !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
-				logger.Error("statsd unixgram read failed", "path", path, "err", err)
+				failed.Log("unixgram", path, "err", err)
 				time.Sleep(100 * time.Millisecond)
 			}
 			continue
