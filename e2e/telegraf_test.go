@@ -646,3 +646,154 @@ func (v *victoria) export(t testing.TB, selector string) map[string]string {
 	}
 	return out
 }
+
+// prometheusDifferences are the differences from Telegraf's prometheus
+// input left on purpose, by field ("" for every field of the point).
+var prometheusDifferences = []struct {
+	key, field, why string
+}{
+	{"tg_sampled_time_seconds", "count",
+		"a count that a sample rate made fractional (@0.3): Telegraf's metric_version 1 reads 0, statsbridge writes it"},
+	{"tg_sampled_time_seconds", "+Inf", "likewise, the buckets that hold it"},
+	{"tg_sampled_time_seconds", "0.05", "likewise"},
+	{"tg_sampled_time_seconds", "0.1", "likewise"},
+	{"tg_sampled_time_seconds", "0.25", "likewise"},
+	{"tg_sampled_time_seconds", "0.5", "likewise"},
+	{"tg_sampled_time_seconds", "1", "likewise"},
+	{"tg_sampled_time_seconds", "2.5", "likewise"},
+	{"tg_sampled_time_seconds", "5", "likewise"},
+	{"tg_sampled_time_seconds", "10", "likewise"},
+}
+
+// TestPrometheusShapeMatchesTelegraf: with cumulative counters an influx
+// sink writes what Telegraf's prometheus input (metric_version 1) writes
+// from a scrape of statsbridge's /metrics at the same moment.
+func TestPrometheusShapeMatchesTelegraf(t *testing.T) {
+	bin := telegrafOracleBin(t)
+	capture := startInfluxCapture(t)
+	const every = 2 * time.Second
+	r := startRelay(t, fmt.Sprintf(`
+[statsd]
+udp = ["127.0.0.1:0"]
+tcp = []
+flush_interval = "2s"
+[http]
+listen = "127.0.0.1:0"
+[[influx]]
+url = "%s/write?db=statsd"
+counters = "cumulative"
+`, capture.URL))
+	start := time.Now().Truncate(every).Add(every)
+	time.Sleep(time.Until(start.Add(300 * time.Millisecond)))
+	r.sendUDP(t, telegrafCorpus[0]...)
+
+	// A scrape between two flushes shows what the first of them wrote.
+	var flushed map[string]lpPoint
+	var exposition []byte
+	for try := 0; ; try++ {
+		var stamp int64
+		eventually(t, 10*time.Second, "a flush after the corpus", func() (bool, string) {
+			flushed, stamp = capture.latestFlush(t, "tg")
+			return stamp > start.UnixMilli(), fmt.Sprint(stamp)
+		})
+		exposition = scrapeAsTelegraf(t, r)
+		// Cumulative points carry their flush's time: the next flush
+		// collects at stamp+every.
+		beforeNext := time.Now().Before(time.UnixMilli(stamp).Add(every - 200*time.Millisecond))
+		if _, again := capture.latestFlush(t, "tg"); again == stamp && beforeNext {
+			break
+		}
+		if try == 3 {
+			t.Fatal("no scrape between two flushes in 4 tries")
+		}
+	}
+	cmd := exec.Command(bin, "prometheus")
+	cmd.Stdin = bytes.NewReader(exposition)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the Telegraf oracle: %v\n%s", err, stderr.String())
+	}
+	want := map[string]lpPoint{}
+	for _, p := range decodeLines(t, out, lineprotocol.Nanosecond) {
+		if strings.HasPrefix(p.key, "tg") {
+			want[p.key] = p
+		}
+	}
+
+	used := make([]bool, len(prometheusDifferences))
+	compared := 0
+	for _, key := range unionKeys(flushed, want) {
+		g, inGot := flushed[key]
+		w, inWant := want[key]
+		if !inGot || !inWant {
+			t.Errorf("%s: statsbridge %v, Telegraf %v", key, inGot, inWant)
+			continue
+		}
+		compared++
+		for _, f := range unionKeys(g.fields, w.fields) {
+			gv, gok := g.fields[f]
+			wv, wok := w.fields[f]
+			if gok && wok && sameValue(gv, wv) {
+				continue
+			}
+			allowed := false
+			for j, d := range prometheusDifferences {
+				if d.key == key && d.field == f {
+					used[j], allowed = true, true
+				}
+			}
+			if !allowed {
+				t.Errorf("%s field %s: statsbridge %s, Telegraf %s", key, f, describe(gv, gok), describe(wv, wok))
+			}
+		}
+	}
+	for j, d := range prometheusDifferences {
+		if !used[j] {
+			t.Errorf("allowed difference no longer seen (%s %s): %s", d.key, d.field, d.why)
+		}
+	}
+	if compared < 20 {
+		t.Errorf("only %d points compared", compared)
+	}
+	t.Logf("%d points identical; %d fields differ on purpose", compared, len(prometheusDifferences))
+}
+
+// scrapeAsTelegraf fetches /metrics with the Accept header of Telegraf's
+// prometheus input.
+func scrapeAsTelegraf(t testing.TB, r *relay) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.HTTP+"/metrics", nil)
+	req.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("GET /metrics: %d %s %.200s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	return body
+}
+
+// latestFlush returns the points of the newest timestamp whose key starts
+// with prefix, and that timestamp.
+func (c *influxCapture) latestFlush(t testing.TB, prefix string) (map[string]lpPoint, int64) {
+	t.Helper()
+	var latest int64
+	points := map[string]lpPoint{}
+	for _, p := range c.points(t) {
+		if !strings.HasPrefix(p.key, prefix) {
+			continue
+		}
+		if p.ts > latest {
+			latest, points = p.ts, map[string]lpPoint{}
+		}
+		if p.ts == latest {
+			points[p.key] = p
+		}
+	}
+	return points, latest
+}

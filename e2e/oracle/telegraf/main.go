@@ -1,6 +1,11 @@
-// Command telegraf-oracle runs Telegraf's own statsd input plugin and influx
+// Command telegraf-oracle runs Telegraf's own plugins and influx
 // serializer, so that the end-to-end tests can hold statsbridge's InfluxDB
-// telegraf shape to what Telegraf writes for the same StatsD lines.
+// shapes to what Telegraf writes from the same input.
+//
+// "telegraf-oracle prometheus" reads a Prometheus text exposition on
+// standard input and prints what Telegraf's prometheus input
+// (metric_version 1, its default) makes of it, as line protocol. Without an
+// argument it runs the statsd input:
 //
 // It reads a script on standard input: every line is one StatsD datagram
 // (with `\n` standing for a newline inside it, for datagrams of several
@@ -17,6 +22,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -30,6 +36,7 @@ import (
 	"github.com/influxdata/telegraf/metric"
 	"github.com/influxdata/telegraf/plugins/inputs"
 	"github.com/influxdata/telegraf/plugins/inputs/statsd"
+	"github.com/influxdata/telegraf/plugins/parsers/prometheus"
 	"github.com/influxdata/telegraf/plugins/serializers/influx"
 	"github.com/influxdata/toml"
 )
@@ -48,12 +55,48 @@ const (
 )
 
 func main() {
+	run := runStatsd
+	if len(os.Args) > 1 && os.Args[1] == "prometheus" {
+		run = runPrometheus
+	}
 	if err := run(); err != nil {
 		log.Fatalf("telegraf-oracle: %v", err)
 	}
 }
 
-func run() error {
+// runPrometheus parses an exposition as the prometheus input does.
+func runPrometheus() error {
+	data, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	p := &prometheus.Parser{MetricVersion: 1, Log: logger{}}
+	metrics, err := p.Parse(data)
+	if err != nil {
+		return err
+	}
+	return serialize(os.Stdout, metrics)
+}
+
+// serialize writes metrics as Telegraf's influx output does.
+func serialize(w io.Writer, metrics []telegraf.Metric) error {
+	ser := &influx.Serializer{}
+	if err := ser.Init(); err != nil {
+		return err
+	}
+	out := bufio.NewWriter(w)
+	for _, m := range metrics {
+		b, err := ser.Serialize(m)
+		if err != nil {
+			fmt.Fprintf(out, "#refused %s: %v\n", m.Name(), err)
+			continue
+		}
+		out.Write(b)
+	}
+	return out.Flush()
+}
+
+func runStatsd() error {
 	s, ok := inputs.Inputs["statsd"]().(*statsd.Statsd)
 	if !ok {
 		return errors.New("the statsd input is not Telegraf's")
@@ -73,12 +116,7 @@ func run() error {
 	}
 	defer conn.Close()
 
-	ser := &influx.Serializer{}
-	if err := ser.Init(); err != nil {
-		return err
-	}
-	out := bufio.NewWriter(os.Stdout)
-	defer out.Flush()
+	out := os.Stdout
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 64<<10), 64<<10)
 	for in.Scan() {
@@ -98,19 +136,16 @@ func run() error {
 		if err := s.Gather(acc); err != nil {
 			return err
 		}
+		var metrics []telegraf.Metric
 		for _, m := range acc.take() {
-			if m.Name() == sentinelName {
-				continue
+			if m.Name() != sentinelName {
+				metrics = append(metrics, m)
 			}
-			b, err := ser.Serialize(m)
-			if err != nil {
-				fmt.Fprintf(out, "#refused %s: %v\n", m.Name(), err)
-				continue
-			}
-			out.Write(b)
+		}
+		if err := serialize(out, metrics); err != nil {
+			return err
 		}
 		fmt.Fprintln(out, "#end")
-		out.Flush()
 	}
 	return in.Err()
 }
