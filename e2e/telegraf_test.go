@@ -149,7 +149,7 @@ url = "%s/write?db=statsd"
 		if !strings.HasPrefix(p.key, "tg") {
 			continue // statsbridge's own metrics
 		}
-		if i := indexOf(stamps, p.ts); i >= 0 {
+		if i := stampIndex(stamps, p.ts); i >= 0 {
 			got[i][p.key] = p
 		} else {
 			outside = append(outside, fmt.Sprintf("%s at %d", p.key, p.ts))
@@ -173,7 +173,7 @@ url = "%s/write?db=statsd"
 	}
 	compared := 0
 	for i := range telegrafCorpus {
-		for _, key := range unionKeys(got[i], want[i]) {
+		for _, key := range lpKeys(got[i], want[i]) {
 			g, inGot := got[i][key]
 			w, inWant := want[i][key]
 			switch {
@@ -189,14 +189,14 @@ url = "%s/write?db=statsd"
 				continue
 			}
 			compared++
-			for _, f := range unionKeys(g.fields, w.fields) {
+			for _, f := range lpKeys(g.fields, w.fields) {
 				gv, gok := g.fields[f]
 				wv, wok := w.fields[f]
-				if gok && wok && sameValue(gv, wv) {
+				if gok && wok && lpSame(gv, wv) {
 					continue
 				}
 				if !allowed(i, key, f, "") {
-					t.Errorf("interval %d: %s field %s: statsbridge %s, Telegraf %s", i, key, f, describe(gv, gok), describe(wv, wok))
+					t.Errorf("interval %d: %s field %s: statsbridge %s, Telegraf %s", i, key, f, lpDescribe(gv, gok), lpDescribe(wv, wok))
 				}
 			}
 		}
@@ -213,7 +213,7 @@ url = "%s/write?db=statsd"
 		compared, len(telegrafDifferences))
 }
 
-func indexOf(xs []int64, x int64) int {
+func stampIndex(xs []int64, x int64) int {
 	for i, v := range xs {
 		if v == x {
 			return i
@@ -222,7 +222,7 @@ func indexOf(xs []int64, x int64) int {
 	return -1
 }
 
-func unionKeys[V any](a, b map[string]V) []string {
+func lpKeys[V any](a, b map[string]V) []string {
 	seen := map[string]bool{}
 	var keys []string
 	for _, m := range []map[string]V{a, b} {
@@ -237,8 +237,8 @@ func unionKeys[V any](a, b map[string]V) []string {
 	return keys
 }
 
-// sameValue: the same type and the same value (floats bit for bit).
-func sameValue(a, b lineprotocol.Value) bool {
+// lpSame: the same type and the same value (floats bit for bit).
+func lpSame(a, b lineprotocol.Value) bool {
 	if a.Kind() != b.Kind() {
 		return false
 	}
@@ -248,7 +248,7 @@ func sameValue(a, b lineprotocol.Value) bool {
 	return a.Equal(b)
 }
 
-func describe(v lineprotocol.Value, ok bool) string {
+func lpDescribe(v lineprotocol.Value, ok bool) string {
 	if !ok {
 		return "(absent)"
 	}
@@ -264,14 +264,14 @@ type lpPoint struct {
 
 func (p lpPoint) String() string {
 	var fs []string
-	for _, f := range unionKeys(p.fields, nil) {
-		fs = append(fs, f+"="+describe(p.fields[f], true))
+	for _, f := range lpKeys(p.fields, nil) {
+		fs = append(fs, f+"="+lpDescribe(p.fields[f], true))
 	}
 	return p.key + " " + strings.Join(fs, ",")
 }
 
-// decodeLines decodes line protocol with timestamps in precision.
-func decodeLines(t testing.TB, data []byte, precision lineprotocol.Precision) []lpPoint {
+// decodeLineProtocol decodes line protocol with timestamps in precision.
+func decodeLineProtocol(t testing.TB, data []byte, precision lineprotocol.Precision) []lpPoint {
 	t.Helper()
 	dec := lineprotocol.NewDecoderWithBytes(data)
 	var out []lpPoint
@@ -370,7 +370,7 @@ func startTelegrafOracle(t testing.TB) *telegrafOracle {
 func (o *telegrafOracle) interval(t testing.TB, datagrams []string) map[string]lpPoint {
 	t.Helper()
 	points := map[string]lpPoint{}
-	for _, p := range decodeLines(t, []byte(strings.Join(o.intervalLines(t, datagrams), "")), lineprotocol.Nanosecond) {
+	for _, p := range decodeLineProtocol(t, []byte(strings.Join(o.intervalLines(t, datagrams), "")), lineprotocol.Nanosecond) {
 		points[p.key] = p
 	}
 	return points
@@ -446,7 +446,7 @@ func (c *influxCapture) points(t testing.TB) []lpPoint {
 	defer c.mu.Unlock()
 	var out []lpPoint
 	for _, b := range c.bodies {
-		out = append(out, decodeLines(t, b, lineprotocol.Millisecond)...)
+		out = append(out, decodeLineProtocol(t, b, lineprotocol.Millisecond)...)
 	}
 	return out
 }
@@ -495,7 +495,7 @@ shape = "etsy"
 	// Every measurement Telegraf wrote gets a second point, from
 	// statsbridge, but those only Telegraf writes (telegrafDifferences).
 	measurements := map[string]bool{}
-	for _, p := range decodeLines(t, telegrafWrote.Bytes(), lineprotocol.Nanosecond) {
+	for _, p := range decodeLineProtocol(t, telegrafWrote.Bytes(), lineprotocol.Nanosecond) {
 		measurements[strings.SplitN(p.key, ",", 2)[0]] = true
 	}
 	for _, d := range telegrafDifferences {
@@ -506,16 +506,16 @@ shape = "etsy"
 	for m := range measurements {
 		eventually(t, 15*time.Second, "statsbridge's points stored beside Telegraf's in "+m, func() (bool, string) {
 			rows := in.queryOptional(t, "telegraf", fmt.Sprintf(`SELECT count(*) FROM %q`, m))
-			return countAtLeast(rows, 2), fmt.Sprint(rows)
+			return influxCountAtLeast(rows, 2), fmt.Sprint(rows)
 		})
 	}
 	// The etsy shape's floats: stored where Telegraf wrote nothing (a d
 	// line), refused where it wrote integers.
 	eventually(t, 15*time.Second, "the etsy shape's points reached its database", func() (bool, string) {
 		rows := in.queryOptional(t, "etsy", `SELECT count(*) FROM "tg_dist"`)
-		return countAtLeast(rows, 1), fmt.Sprint(rows)
+		return influxCountAtLeast(rows, 1), fmt.Sprint(rows)
 	})
-	if rows := in.query(t, "etsy", `SELECT count("value") FROM "tg_hits"`); !countAtLeast(rows, 1) || countAtLeast(rows, 2) {
+	if rows := in.query(t, "etsy", `SELECT count("value") FROM "tg_hits"`); !influxCountAtLeast(rows, 1) || influxCountAtLeast(rows, 2) {
 		t.Errorf("tg_hits in the etsy database: %v, want only Telegraf's point (the float refused)", rows)
 	}
 	if !strings.Contains(r.log.String(), `sink=influx[1] answer="HTTP 400 {\"error\":\"partial write: field type conflict`) {
@@ -538,9 +538,9 @@ shape = "etsy"
 	}
 }
 
-// countAtLeast reports whether every count in a SELECT count(*) row is at
+// influxCountAtLeast reports whether every count in a SELECT count(*) row is at
 // least n.
-func countAtLeast(rows [][]any, n float64) bool {
+func influxCountAtLeast(rows [][]any, n float64) bool {
 	if len(rows) != 1 || len(rows[0]) < 2 {
 		return false
 	}
@@ -716,7 +716,7 @@ counters = "cumulative"
 		t.Fatalf("the Telegraf oracle: %v\n%s", err, stderr.String())
 	}
 	want := map[string]lpPoint{}
-	for _, p := range decodeLines(t, out, lineprotocol.Nanosecond) {
+	for _, p := range decodeLineProtocol(t, out, lineprotocol.Nanosecond) {
 		if strings.HasPrefix(p.key, "tg") {
 			want[p.key] = p
 		}
@@ -724,7 +724,7 @@ counters = "cumulative"
 
 	used := make([]bool, len(prometheusDifferences))
 	compared := 0
-	for _, key := range unionKeys(flushed, want) {
+	for _, key := range lpKeys(flushed, want) {
 		g, inGot := flushed[key]
 		w, inWant := want[key]
 		if !inGot || !inWant {
@@ -732,10 +732,10 @@ counters = "cumulative"
 			continue
 		}
 		compared++
-		for _, f := range unionKeys(g.fields, w.fields) {
+		for _, f := range lpKeys(g.fields, w.fields) {
 			gv, gok := g.fields[f]
 			wv, wok := w.fields[f]
-			if gok && wok && sameValue(gv, wv) {
+			if gok && wok && lpSame(gv, wv) {
 				continue
 			}
 			allowed := false
@@ -745,7 +745,7 @@ counters = "cumulative"
 				}
 			}
 			if !allowed {
-				t.Errorf("%s field %s: statsbridge %s, Telegraf %s", key, f, describe(gv, gok), describe(wv, wok))
+				t.Errorf("%s field %s: statsbridge %s, Telegraf %s", key, f, lpDescribe(gv, gok), lpDescribe(wv, wok))
 			}
 		}
 	}
