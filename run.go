@@ -317,9 +317,12 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 	}
 	for i, in := range cfg.Influx {
 		enc := influx.NewEncoder(influx.Options{
+			Shape:          influx.Shape(in.EffectiveShape()),
 			Cumulative:     in.Counters == config.CountersCumulative,
 			DeleteIdle:     in.DeleteIdle,
 			ExternalLabels: externalLabels(in.ExternalLabels),
+			Percentiles:    cfg.Statsd.Percentiles,
+			ProsodyPrefix:  cfg.Prosody.Prefix,
 		})
 		t, err := influx.NewTransport(influx.TransportOptions{
 			URL: in.URL, Token: in.Token.Reveal(), Username: in.Username, Password: in.Password.Reveal(),
@@ -328,7 +331,7 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 		if err != nil {
 			return nil, fmt.Errorf("influx[%d]: %w", i, err)
 		}
-		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, in.Counters, in.Push, logger, events)
+		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, influxShape(in), in.Push, logger, events)
 		if err != nil {
 			return nil, err
 		}
@@ -395,6 +398,16 @@ func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger,
 // one carbon with other layouts keep separate spools.
 func graphiteShape(g config.Graphite) string {
 	return fmt.Sprintf("%s|%s|%v|%s", g.Layout, g.Prefix, g.LegacyNamespace, g.Counters)
+}
+
+// influxShape is what an influx sink writes, beside where. The etsy shape
+// keeps the spool its sinks had before there were shapes; a spool of
+// another shape is never delivered by a sink of another.
+func influxShape(in config.Influx) string {
+	if shape := in.EffectiveShape(); shape != config.ShapeEtsy {
+		return in.Counters + "|" + shape
+	}
+	return in.Counters
 }
 
 func spoolDir(o sinks.Options) string {

@@ -3,8 +3,9 @@
 #
 # It installs what the tests need and is missing (the Debian packages of the
 # servers the end-to-end tests start: graphite-carbon, influxdb,
-# prometheus, prosody and prosody-modules; python3, which drives Prosody's
-# XMPP traffic; gcc and libc6-dev, as -race needs cgo; and the Go modules),
+# prometheus, victoria-metrics, prosody and prosody-modules; python3, which
+# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo; the
+# Go modules; and the oracles the end-to-end tests compare against),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -22,7 +23,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "servers and tools for the tests"
 # Debian packages, each with a command or file that shows it is installed.
 missing=""
-for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus prosody:prosody \
+for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
+	victoria-metrics:victoria-metrics prosody:prosody \
 	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
 	gcc:gcc /usr/include/stdio.h:libc6-dev; do
 	check=${pair%%:*}
@@ -60,6 +62,13 @@ fi
 step "go modules"
 go mod download
 go mod verify
+
+step "oracles"
+# Telegraf's own statsd input and influx serializer (e2e/oracle/telegraf, a
+# module of its own, Telegraf's version pinned in its go.mod), for
+# e2e/telegraf_test.go. The first build downloads and compiles Telegraf's
+# packages; later ones find them in Go's caches and only link.
+(cd e2e/oracle/telegraf && go build -o telegraf-oracle .)
 
 step "gofmt and go vet"
 unformatted=$(gofmt -l .)

@@ -148,7 +148,29 @@ type Influx struct {
 	Gzip         bool   `toml:"gzip"`
 	// CreateDatabase creates a missing InfluxDB 1.x database.
 	CreateDatabase bool `toml:"create_database"`
+	// Shape is the convention the points follow (see EffectiveShape).
+	Shape string `toml:"shape"`
 	Push
+}
+
+// Influx shapes, the values of Influx.Shape.
+const (
+	ShapeTelegraf   = "telegraf"   // Telegraf's statsd input; delta counters
+	ShapeEtsy       = "etsy"       // Etsy statsd's statistics, float fields
+	ShapePrometheus = "prometheus" // Telegraf's prometheus input; cumulative
+)
+
+// EffectiveShape is the shape the sink writes: the one set, or without one
+// Telegraf's statsd shape for delta counters and its prometheus shape for
+// cumulative ones.
+func (in *Influx) EffectiveShape() string {
+	switch {
+	case in.Shape != "":
+		return in.Shape
+	case in.Counters == CountersCumulative:
+		return ShapePrometheus
+	}
+	return ShapeTelegraf
 }
 
 // RemoteWrite is one Prometheus remote-write sink.

@@ -157,6 +157,13 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"remote-write counters", "[[remote_write]]\nurl = \"http://p:9090/api/v1/write\"\ncounters = \"delta\"\n",
 			[]string{"remote_write[0].counters", "line 3"}},
 		{"influx url without db", "[[influx]]\nurl = \"http://i:8086/write\"\n", []string{"influx[0].url", "line 2", "db="}},
+		{"influx 2.x url without org", "[[influx]]\nurl = \"http://i:8086/api/v2/write?bucket=b\"\n", []string{"influx[0].url", "line 2", "org="}},
+		{"bad influx shape", "[[influx]]\nurl = \"http://i:8086/write?db=x\"\nshape = \"graphite\"\n",
+			[]string{"influx[0].shape", "line 3", `"graphite"`}},
+		{"telegraf shape with cumulative counters", "[[influx]]\nurl = \"http://i:8086/write?db=x\"\ncounters = \"cumulative\"\nshape = \"telegraf\"\n",
+			[]string{"influx[0].shape", "line 4", "delta"}},
+		{"prometheus shape with delta counters", "[[influx]]\nurl = \"http://i:8086/write?db=x\"\nshape = \"prometheus\"\n",
+			[]string{"influx[0].shape", "line 3", "cumulative"}},
 		{"bad allow", "[http]\nallow = [\"10.0.0.0/33\"]\n", []string{"http.allow", "line 2"}},
 		{"bad external label", "[[graphite]]\naddress = \"a:1\"\nexternal_labels = { \"bad-name\" = \"x\" }\n",
 			[]string{"graphite[0].external_labels", "line 3"}},
@@ -243,6 +250,35 @@ headers = { "X-Scope-OrgID" = "${STATSBRIDGE_TEST_TOKEN}" }
 	}
 	if s := cfg.Influx[0].Token.String(); strings.Contains(s, "s3cret") {
 		t.Errorf("a secret prints its value: %q", s)
+	}
+}
+
+// TestInfluxShapeFollowsCounters: with no shape, delta counters get
+// Telegraf's statsd shape and cumulative ones Telegraf's prometheus shape.
+func TestInfluxV2URLTakesOrgOrOrgID(t *testing.T) {
+	for _, q := range []string{"org=my-org&bucket=b", "orgID=033a3f2c5ccaa000&bucket=b"} {
+		if _, err := Parse([]byte("[[influx]]\nurl = \"http://i:8086/api/v2/write?" + q + "\"\n")); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
+func TestInfluxShapeFollowsCounters(t *testing.T) {
+	tests := []struct{ toml, want string }{
+		{"", ShapeTelegraf},
+		{"counters = \"delta\"\n", ShapeTelegraf},
+		{"counters = \"cumulative\"\n", ShapePrometheus},
+		{"shape = \"etsy\"\ncounters = \"cumulative\"\n", ShapeEtsy},
+		{"shape = \"etsy\"\n", ShapeEtsy},
+	}
+	for _, tt := range tests {
+		cfg, err := Parse([]byte("[[influx]]\nurl = \"http://i:8086/write?db=x\"\n" + tt.toml))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.toml, err)
+		}
+		if got := cfg.Influx[0].EffectiveShape(); got != tt.want {
+			t.Errorf("%q: shape %q, want %q", tt.toml, got, tt.want)
+		}
 	}
 }
 

@@ -113,6 +113,13 @@ func (c *Config) validate(keys keyIndex) Errors {
 		p := fmt.Sprintf("influx[%d].", i)
 		v.influxURL(p+"url", in.URL)
 		v.push(p, &in.Push, CountersDelta, CountersCumulative)
+		v.oneOf(p+"shape", in.Shape, "", ShapeTelegraf, ShapeEtsy, ShapePrometheus)
+		switch in.Shape {
+		case ShapeTelegraf:
+			v.check(p+"shape", in.Counters == CountersDelta, `"telegraf" writes per-interval counters: it needs counters = "delta"`)
+		case ShapePrometheus:
+			v.check(p+"shape", in.Counters == CountersCumulative, `"prometheus" writes totals: it needs counters = "cumulative"`)
+		}
 	}
 	for i := range c.RemoteWrite {
 		rw := &c.RemoteWrite[i]
@@ -222,8 +229,8 @@ func (v *validator) influxURL(key, raw string) {
 	q := u.Query()
 	switch {
 	case strings.HasSuffix(u.Path, "/api/v2/write"):
-		v.check(key, q.Get("bucket") != "" && q.Get("org") != "",
-			"an InfluxDB 2.x URL needs ?org=...&bucket=...")
+		v.check(key, q.Get("bucket") != "" && (q.Get("org") != "" || q.Get("orgID") != ""),
+			"an InfluxDB 2.x URL needs ?org=...&bucket=... (or orgID=... for org)")
 	case strings.HasSuffix(u.Path, "/write"):
 		v.check(key, q.Get("db") != "", "an InfluxDB 1.x URL needs ?db=...")
 	default:

@@ -32,6 +32,31 @@ type TimerStats struct {
 	// DDSketch with 1% relative error. Count, N, Sum, SumSquares, Mean,
 	// Lower, Upper and Std are always exact.
 	Exact bool
+	// Telegraf are the same interval's statistics as Telegraf's statsd
+	// input computes them, for the InfluxDB sink's telegraf shape.
+	Telegraf TelegrafStats
+}
+
+// TelegrafStats are one interval's statistics as Telegraf's statsd input
+// (plugins/inputs/statsd, running_stats.go) computes them: a value sent
+// with @r stands for int(1/r) copies of itself in every statistic; the mean
+// and variance are running sums shifted by the interval's first value; the
+// Nth percentile is the sorted copies' value at index int(Count×N/100).
+// Past exact_timer_values, Median and Percentiles come from the sketch
+// (each value counted once), as Telegraf's come from a random sample past
+// its percentile_limit; the rest stays exact. Values near the float range
+// can make Sum, Mean or Stddev infinite or NaN where Telegraf's are too:
+// its serializer leaves such fields out, and so does the InfluxDB sink.
+type TelegrafStats struct {
+	Count  int64
+	Sum    float64
+	Mean   float64
+	Median float64
+	Stddev float64 // NaN when rounding makes the variance negative, as in Telegraf
+	Lower  float64
+	Upper  float64
+	// Percentiles holds one value per configured threshold, in order.
+	Percentiles []float64
 }
 
 // PercentileStats are Etsy's _N statistics: the values below the Nth
@@ -97,6 +122,10 @@ const sketchAccuracy = 0.01
 // timerValues gathers one interval's values of a series.
 type timerValues struct {
 	values []float64 // the values, while there are at most exactLimit
+	// copies holds, beside values, each value's int(1/rate) for
+	// TelegrafStats; nil while every value counts once.
+	copies []int64
+	pairs  []valueCopies // scratch for sorting values with their copies
 	sketch *ddsketch.DDSketch
 	n      int
 	count  float64
@@ -104,6 +133,17 @@ type timerValues struct {
 	sumSq  float64
 	min    float64
 	max    float64
+	// Telegraf's running sums (see TelegrafStats).
+	tCount     int64
+	tFirst     float64
+	tSum       float64
+	tShifted   float64 // Σ copies·(v - tFirst)
+	tShiftedSq float64 // Σ copies·(v - tFirst)²
+}
+
+type valueCopies struct {
+	v float64
+	n int64
 }
 
 func (t *timerValues) add(v, w float64, exactLimit int) {
@@ -113,12 +153,38 @@ func (t *timerValues) add(v, w float64, exactLimit int) {
 	if t.n == 0 || v > t.max {
 		t.max = v
 	}
+	if t.n == 0 {
+		t.tFirst = v
+	}
 	t.n++
 	t.count += w
 	t.sum += v
 	t.sumSq += v * v
+	copies := int64(w) // Telegraf adds a value int(1.0/rate) times
+	d := v - t.tFirst
+	if copies == 1 {
+		// Telegraf's own arithmetic, so that the sums agree bit for bit.
+		t.tSum += v
+		t.tShifted += d
+		t.tShiftedSq += d * d
+	} else {
+		c := float64(copies)
+		t.tSum += c * v
+		t.tShifted += c * d
+		t.tShiftedSq += c * d * d
+	}
+	t.tCount += copies
 	if t.sketch == nil && len(t.values) < exactLimit {
+		if copies != 1 && t.copies == nil {
+			t.copies = make([]int64, len(t.values), cap(t.values))
+			for i := range t.copies {
+				t.copies[i] = 1
+			}
+		}
 		t.values = append(t.values, v)
+		if t.copies != nil {
+			t.copies = append(t.copies, copies)
+		}
 		return
 	}
 	if t.sketch == nil {
@@ -131,6 +197,7 @@ func (t *timerValues) add(v, w float64, exactLimit int) {
 			t.sketch.Add(x)
 		}
 		t.values = t.values[:0]
+		t.copies = nil
 	}
 	t.sketch.Add(v)
 }
@@ -147,9 +214,19 @@ func (t *timerValues) stats(st *TimerStats, percentiles []float64) {
 	st.Mean = t.sum / n
 	st.Std = math.Sqrt(max(t.sumSq/n-st.Mean*st.Mean, 0))
 
+	tg := &st.Telegraf
+	*tg = TelegrafStats{Count: t.tCount, Sum: t.tSum, Lower: t.min, Upper: t.max, Percentiles: tg.Percentiles[:0]}
+	tn := float64(t.tCount)
+	tg.Mean = t.tFirst + t.tShifted/tn
+	tg.Stddev = math.Sqrt((t.tShiftedSq - t.tShifted*t.tShifted/tn) / tn)
+
 	var sorted []valueCount
 	if t.sketch == nil {
-		slices.Sort(t.values)
+		t.sortValues()
+		tg.Median = t.telegrafMedian()
+		for _, pct := range percentiles {
+			tg.Percentiles = append(tg.Percentiles, t.telegrafAt(telegrafRank(t.tCount, pct)))
+		}
 		// Etsy computes std from the differences, which is exact where
 		// the sum-of-squares form loses digits.
 		var diffs float64
@@ -166,6 +243,11 @@ func (t *timerValues) stats(st *TimerStats, percentiles []float64) {
 	} else {
 		sorted = sketchValues(t.sketch)
 		st.Median = valueAtRank(sorted, float64(t.n)/2)
+		tg.Median = st.Median
+		for _, pct := range percentiles {
+			rank := telegrafRank(int64(t.n), pct)
+			tg.Percentiles = append(tg.Percentiles, valueAtRank(sorted, float64(rank+1)))
+		}
 	}
 	for _, pct := range percentiles {
 		ps := PercentileStats{Name: PercentileName(pct), Top: pct < 0, Count: n, Mean: t.min, Bound: t.max,
@@ -188,13 +270,68 @@ func (t *timerValues) stats(st *TimerStats, percentiles []float64) {
 	t.reset()
 }
 
+// sortValues sorts the values, and their copies with them.
+func (t *timerValues) sortValues() {
+	if t.copies == nil {
+		slices.Sort(t.values)
+		return
+	}
+	t.pairs = t.pairs[:0]
+	for i, v := range t.values {
+		t.pairs = append(t.pairs, valueCopies{v, t.copies[i]})
+	}
+	slices.SortFunc(t.pairs, func(a, b valueCopies) int {
+		switch {
+		case a.v < b.v:
+			return -1
+		case a.v > b.v:
+			return 1
+		}
+		return 0
+	})
+	for i, p := range t.pairs {
+		t.values[i], t.copies[i] = p.v, p.n
+	}
+}
+
+// telegrafRank is the index in the sorted copies of Telegraf's pct-th
+// percentile: int(count×pct/100), within the copies.
+func telegrafRank(count int64, pct float64) int64 {
+	i := float64(count) * min(pct, 100) / float64(100)
+	return max(0, min(int64(i), count-1))
+}
+
+// telegrafAt is the value at index i of the sorted values' copies.
+func (t *timerValues) telegrafAt(i int64) float64 {
+	if t.copies == nil {
+		return t.values[i]
+	}
+	for j, n := range t.copies {
+		if i < n {
+			return t.values[j]
+		}
+		i -= n
+	}
+	return t.values[len(t.values)-1]
+}
+
+// telegrafMedian is the median of the sorted values' copies.
+func (t *timerValues) telegrafMedian() float64 {
+	if t.tCount%2 == 1 {
+		return t.telegrafAt(t.tCount / 2)
+	}
+	return (t.telegrafAt(t.tCount/2-1) + t.telegrafAt(t.tCount/2)) / 2
+}
+
 func (t *timerValues) reset() {
 	t.values = t.values[:0]
+	t.copies = nil
 	if t.sketch != nil {
 		t.sketch.Clear()
 	}
 	t.sketch = nil
 	t.n, t.count, t.sum, t.sumSq, t.min, t.max = 0, 0, 0, 0, 0, 0
+	t.tCount, t.tFirst, t.tSum, t.tShifted, t.tShiftedSq = 0, 0, 0, 0, 0
 }
 
 // exactRange gives the bound, sum and sum of squares of the lowest in

@@ -39,6 +39,9 @@ type Transport struct {
 	zw       *gzip.Writer
 	createDB string // the database to create when missing, or ""
 	queryURL string
+	// v2 is InfluxDB 2.x's /api/v2/write, where a write is whole or
+	// nothing: the documented 400 means no line was written.
+	v2 bool
 }
 
 // NewTransport returns a transport for a validated URL.
@@ -54,7 +57,8 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	if o.Token != "" {
 		h.Set("Authorization", "Token "+o.Token)
 	}
-	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout)}
+	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout),
+		v2: strings.HasSuffix(u.Path, "/api/v2/write")}
 	if o.CreateDatabase && strings.HasSuffix(u.Path, "/write") {
 		t.createDB = q.Get("db")
 		qu := *u
@@ -74,9 +78,11 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	return t, nil
 }
 
-// Send implements sinks.Transport. A 400 that says "partial write" means
-// InfluxDB stored the good lines and refused the rest: the batch is partly
-// stored. A 404 is a missing database, a configuration error: the data
+// Send implements sinks.Transport. From 1.x, a 400 that says "partial
+// write" means InfluxDB stored the good lines and refused the rest: the
+// batch is partly stored. 2.x's 400 refuses the whole batch, whatever its
+// message says, so it is split to find the refused lines (writing a line
+// again only overwrites it). A 404 is a missing database, a configuration error: the data
 // waits until an operator creates it, or it is created with
 // create_database.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
@@ -118,7 +124,7 @@ func (t *Transport) send(ctx context.Context, b cork.Batch) error {
 		return fmt.Errorf("writing to influxdb: %w", err)
 	}
 	err = sinks.Classify(a)
-	if a.Status == http.StatusBadRequest && strings.Contains(a.Body, "partial write") {
+	if !t.v2 && a.Status == http.StatusBadRequest && strings.Contains(a.Body, "partial write") {
 		return &sinks.Failure{Outcome: sinks.PartlyStored, Err: err}
 	}
 	return err
