@@ -81,7 +81,7 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 			func() float64 { return float64(st.WaitedNs.Load()) / 1e9 })
 		counter("statsbridge_sink_spool_syncs", "Times the spool's new data was synced to the disk", sink, u64(st.SpoolSyncs.Load))
 		counter("statsbridge_sink_retries", "Delivery attempts retried", sink, u64(st.Retries.Load))
-		counter("statsbridge_sink_skipped_values", "Values the backend cannot store (NaN, ±Inf), not sent", sink, u64(p.skipped))
+		counter("statsbridge_sink_skipped_values", "Values the backend cannot store (NaN, ±Inf, an integer out of range), not sent", sink, u64(p.skipped))
 		for _, r := range sinks.DropReasons() {
 			labels := model.Labels{{Name: "reason", Value: r.String()}, sink[0]}
 			counter("statsbridge_sink_dropped_points", "Points given up, by reason", labels, u64(st.Dropped[r].Load))

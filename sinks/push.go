@@ -373,11 +373,13 @@ func (p *Push) Run(ctx context.Context) {
 		}
 		outcome, retryAfter := OutcomeOf(err)
 		attempt := Attempt{Outcome: outcome, RetryAfter: retryAfter, Age: time.Since(q.created), Records: q.batch.Len()}
+		if outcome != Delivered {
+			p.stats.Failures[outcome].Add(1)
+		}
 		if outcome == Delivered || outcome == PartlyStored {
 			failures = 0
 		} else {
 			failures++
-			p.stats.Failures[outcome].Add(1)
 		}
 		attempt.Failures = failures
 		switch {

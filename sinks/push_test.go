@@ -153,6 +153,9 @@ func TestPartialWriteIsNotResent(t *testing.T) {
 	if tr.attempts != 1 || strings.Join(tr.got(), "") != "ab" {
 		t.Errorf("%d attempts, delivered %v", tr.attempts, tr.got())
 	}
+	if n := p.Stats().Failures[PartlyStored].Load(); n != 1 {
+		t.Errorf("statsbridge_sink_failures_total{reason=\"partly_stored\"} = %d, want 1", n)
+	}
 }
 
 func TestPermanentFailureDrops(t *testing.T) {
