@@ -99,30 +99,69 @@ func metricType(t pmodel.MetricType) model.Type {
 // discoverTimeout bounds one read of Prosody's page.
 const discoverTimeout = 5 * time.Second
 
-// ReadOnce reads url and keeps what it found in state; a failure is logged.
-func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) {
+// firstRetry is how soon a failed read is tried again; each further failure
+// doubles it, up to the refresh interval. statsbridge often starts before
+// Prosody, and should not wait a whole refresh interval for it.
+const firstRetry = time.Second
+
+// ReadOnce reads url and keeps what it found in state. It reports whether
+// the read succeeded; a failure is logged. A success is logged at info when
+// it is the first, or follows a failure, and at debug otherwise.
+func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) bool {
 	ctx, cancel := context.WithTimeout(ctx, discoverTimeout)
 	defer cancel()
 	found, err := Discover(ctx, &http.Client{}, url)
 	if err != nil {
+		state.readOK.Store(false)
 		logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err)
-		return
+		return false
 	}
 	state.SetDiscovered(found)
-	logger.Debug("read Prosody's families", "url", url, "families", len(found))
+	level := slog.LevelDebug
+	if !state.readOK.Swap(true) {
+		level = slog.LevelInfo
+	}
+	logger.Log(ctx, level, "read Prosody's families", "url", url, "families", len(found))
+	return true
 }
 
-// Watch reads url every interval until ctx is done, and keeps what it
-// found in state. The first read is the caller's (ReadOnce), made before
-// the first name is bound. A failed read is logged and tried again at the
-// next interval; it never stops statsbridge.
+// Watch reads url until ctx is done, and keeps what it found in state: every
+// interval while reads succeed, and after a failed read (the caller's
+// first one, made with ReadOnce before the first name is bound, included)
+// again after a second, then two, four..., never more than every apart. A
+// failed read never stops statsbridge.
 func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger) {
+	watch(ctx, state, url, every, firstRetry, logger)
+}
+
+func watch(ctx context.Context, state *State, url string, every, retry time.Duration, logger *slog.Logger) {
+	failures := 0
+	if !state.readOK.Load() {
+		failures = 1
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
-			ReadOnce(ctx, state, url, logger)
+		case <-time.After(nextRead(failures, retry, every)):
+			if ReadOnce(ctx, state, url, logger) {
+				failures = 0
+			} else {
+				failures++
+			}
 		}
 	}
+}
+
+// nextRead is how long to wait before the next read after that many
+// failed reads in a row.
+func nextRead(failures int, retry, every time.Duration) time.Duration {
+	if failures == 0 {
+		return every
+	}
+	d := retry
+	for i := 1; i < failures && d < every; i++ {
+		d *= 2
+	}
+	return min(d, every)
 }

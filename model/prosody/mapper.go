@@ -27,6 +27,7 @@ type Mapper struct {
 // what Prosody's /metrics said, and the counts.
 type State struct {
 	known     atomic.Pointer[map[string]Discovered]
+	readOK    atomic.Bool // the last read of Prosody's page succeeded
 	unknown   atomic.Uint64
 	badBucket atomic.Uint64
 }
