@@ -54,11 +54,37 @@ type histogram struct {
 	// says one arrived.
 	lastSum float64
 	sumSeen bool
+
+	// layout is set for a histogram that arrives in parts: the buckets
+	// are its bounds', in its order.
+	layout *wireLayout
 }
 
 func newHistogram(n int) *histogram {
 	counts := make([]float64, 2*n)
 	return &histogram{buckets: counts[:n:n], dBuckets: counts[n:]}
+}
+
+// newPartsHistogram is the state of a histogram that arrives in parts,
+// with the layouts its sender may have.
+func newPartsHistogram(g *Guesses) *histogram {
+	l := newWireLayout(g)
+	h := newHistogram(len(l.bounds))
+	h.layout = l
+	return h
+}
+
+// bucketIndex returns the index of a bucket line's bound, learning the
+// bound when it is new. It reports false when the series knows too many.
+func (h *histogram) bucketIndex(b Bucket) (int, bool) {
+	i, ok := h.layout.index(b)
+	if n := len(h.layout.bounds); ok && n > len(h.buckets) {
+		counts := make([]float64, 2*n)
+		copy(counts, h.buckets)
+		copy(counts[n:], h.dBuckets)
+		h.buckets, h.dBuckets = counts[:n:n], counts[n:]
+	}
+	return i, ok
 }
 
 // observe records one value with a weight (1/sample rate).
@@ -82,6 +108,9 @@ func (h *histogram) addBucket(i int, d float64) bool {
 		return false
 	}
 	h.buckets[i], h.dBuckets[i] = total, delta
+	if h.layout != nil {
+		h.layout.saw(i)
+	}
 	return true
 }
 
@@ -91,6 +120,9 @@ func (h *histogram) addCount(d float64) bool {
 		return false
 	}
 	h.count, h.dCount = total, delta
+	if h.layout != nil {
+		h.layout.counted()
+	}
 	return true
 }
 
@@ -128,7 +160,11 @@ func (h *histogram) addSum(d float64) bool {
 // HistogramPoint is a histogram series at the end of an interval or at a
 // scrape.
 type HistogramPoint struct {
-	// Buckets are cumulative counts, one per family bucket (+Inf last).
+	// Layout is the series' bucket layout, +Inf last: its family's, or
+	// for a histogram that arrives in parts, its sender's as far as the
+	// wire shows it.
+	Layout []Bucket
+	// Buckets are cumulative counts, one per bucket of Layout.
 	Buckets []float64
 	Count   float64
 	Sum     float64
@@ -138,15 +174,32 @@ type HistogramPoint struct {
 	DeltaSum     float64
 }
 
-// snapshot copies the state into p, with slices from arena.
-func (h *histogram) snapshot(p *HistogramPoint, arena *[]float64, endInterval bool) {
-	n := len(h.buckets)
-	start := len(*arena)
-	*arena = append(*arena, h.buckets...)
-	*arena = append(*arena, h.dBuckets...)
-	all := (*arena)[start:]
-	*p = HistogramPoint{Buckets: all[:n:n], Count: h.count, Sum: h.sum,
-		DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+// snapshot copies the state into p, with slices from the arenas. family
+// is the family's layout.
+func (h *histogram) snapshot(p *HistogramPoint, family []Bucket, sn *snapshotter, endInterval bool) {
+	if h.layout == nil {
+		n := len(h.buckets)
+		start := len(sn.floats)
+		sn.floats = append(sn.floats, h.buckets...)
+		sn.floats = append(sn.floats, h.dBuckets...)
+		all := sn.floats[start:]
+		*p = HistogramPoint{Layout: family, Buckets: all[:n:n], Count: h.count, Sum: h.sum,
+			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	} else {
+		sn.shown = h.layout.shown(sn.shown[:0])
+		n := len(sn.shown)
+		startB, startF := len(sn.bounds), len(sn.floats)
+		for _, i := range sn.shown {
+			sn.bounds = append(sn.bounds, h.layout.bounds[i])
+			sn.floats = append(sn.floats, h.buckets[i])
+		}
+		for _, i := range sn.shown {
+			sn.floats = append(sn.floats, h.dBuckets[i])
+		}
+		all := sn.floats[startF:]
+		*p = HistogramPoint{Layout: sn.bounds[startB:len(sn.bounds):len(sn.bounds)], Buckets: all[:n:n], Count: h.count, Sum: h.sum,
+			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	}
 	if endInterval {
 		clear(h.dBuckets)
 		h.dCount, h.dSum = 0, 0

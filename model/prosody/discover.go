@@ -1,12 +1,17 @@
 package prosody
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	pmodel "github.com/prometheus/common/model"
@@ -54,15 +59,21 @@ func parsePage(page []byte, contentType string) (map[string]Discovered, error) {
 		return nil, fmt.Errorf("cannot parse %q: %w", contentType, err)
 	}
 	out := map[string]Discovered{}
+	layouts := newPageLayouts()
 	for {
 		entry, err := p.Next()
 		if errors.Is(err, io.EOF) {
+			layouts.addTo(out)
 			return out, nil
 		}
 		if err != nil {
 			return out, err
 		}
 		switch entry {
+		case textparse.EntrySeries:
+			var ls labels.Labels
+			p.Labels(&ls)
+			layouts.add(ls)
 		case textparse.EntryType:
 			name, typ := p.Type()
 			d := out[string(name)]
@@ -81,6 +92,68 @@ func parsePage(page []byte, contentType string) (map[string]Discovered, error) {
 		}
 	}
 }
+
+// pageLayouts collects the bucket layouts a page shows, per histogram
+// series, in the order the page has them.
+type pageLayouts struct {
+	series map[string][]model.Bucket // family and labels but le -> layout
+	family map[string]string         // the same key -> family
+	order  []string
+}
+
+func newPageLayouts() *pageLayouts {
+	return &pageLayouts{series: map[string][]model.Bucket{}, family: map[string]string{}}
+}
+
+func (pl *pageLayouts) add(ls labels.Labels) {
+	name, found := strings.CutSuffix(ls.Get(labels.MetricName), "_bucket")
+	le := ls.Get("le")
+	if !found || le == "" {
+		return
+	}
+	v, err := strconv.ParseFloat(le, 64)
+	if err != nil || math.IsNaN(v) {
+		return
+	}
+	// Prometheus' parser gives le in its own spelling (le="1.0"): spell it
+	// again as Prosody does (util/openmetrics.lua, "%.14g").
+	le = strconv.FormatFloat(v, 'g', 14, 64)
+	if math.IsInf(v, 1) {
+		le = "+Inf"
+	}
+	key := labels.NewBuilder(ls).Del("le").Labels().String()
+	if _, ok := pl.series[key]; !ok {
+		if len(pl.order) >= maxPageSeries {
+			return
+		}
+		pl.order = append(pl.order, key)
+		pl.family[key] = name
+	}
+	if layout := pl.series[key]; len(layout) < 64 {
+		pl.series[key] = append(layout, model.Bucket{Bound: v, LE: le})
+	}
+}
+
+// addTo gives each histogram family of out the distinct layouts its
+// series showed.
+func (pl *pageLayouts) addTo(out map[string]Discovered) {
+	for _, key := range pl.order {
+		name, layout := pl.family[key], pl.series[key]
+		slices.SortFunc(layout, func(a, b model.Bucket) int { return cmp.Compare(a.Bound, b.Bound) })
+		d, ok := out[name]
+		if !ok || d.Type != model.Histogram {
+			continue
+		}
+		if !slices.ContainsFunc(d.Layouts, func(l []model.Bucket) bool { return slices.Equal(l, layout) }) {
+			d.Layouts = append(d.Layouts, layout)
+			out[name] = d
+		}
+	}
+}
+
+// maxPageSeries bounds the histogram series whose layouts are kept from one
+// page.
+const maxPageSeries = 10000
 
 func metricType(t pmodel.MetricType) model.Type {
 	switch t {

@@ -136,8 +136,8 @@ func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 		switch {
 		case p.Histogram != nil:
 			h := &dto.Histogram{SampleCountFloat: proto.Float64(p.Histogram.Count), SampleSum: proto.Float64(p.Histogram.Sum)}
-			for j, b := range f.Buckets {
-				if j < len(f.Buckets)-1 { // +Inf is implied by the count
+			for j, b := range p.Histogram.Layout {
+				if j < len(p.Histogram.Layout)-1 { // +Inf is implied by the count
 					h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b.Bound),
 						CumulativeCountFloat: proto.Float64(p.Histogram.Buckets[j])})
 				}

@@ -69,7 +69,7 @@ func appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
 	switch {
 	case p.Histogram != nil:
 		h := p.Histogram
-		for i, bucket := range f.Buckets {
+		for i, bucket := range h.Layout {
 			b = appendSeries(b, f.Name, "_bucket", labels, model.Label{Name: "le", Value: bucket.LE})
 			b = appendValue(b, h.Buckets[i])
 		}

@@ -78,7 +78,7 @@ func (e *Encoder) appendPoint(b []byte, f *model.Family, p *model.Point) []byte 
 	created := float64(p.Series.Created().UnixNano()) / 1e9
 	switch {
 	case p.Histogram != nil:
-		for i, bucket := range f.Buckets {
+		for i, bucket := range p.Histogram.Layout {
 			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], model.Label{Name: "le", Value: bucket.LE})
 		}
 		b = e.appendSeries(b, f.Name+"_sum", labels, p.Histogram.Sum)
