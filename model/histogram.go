@@ -12,6 +12,76 @@ import (
 type Bucket struct {
 	Bound float64
 	LE    string
+	float string // FloatLabel(Bound), when NewBucket made it
+}
+
+// NewBucket returns the bucket with bound b spelled le, ready to be
+// spelled either way without a new string each time.
+func NewBucket(b float64, le string) Bucket {
+	return Bucket{Bound: b, LE: le, float: FloatLabel(b)}
+}
+
+// LEFormat is how le label values (and a summary's quantile) are spelled
+// for Prometheus. A text scrape of Prosody keeps them as Prosody wrote them
+// in Prometheus 2.x, while Prometheus 3 (and 2.x scraping protobuf)
+// rewrites every one in its float form: the same histogram is two different
+// sets of series, and dashboards follow the one their Prometheus stored.
+type LEFormat uint8
+
+// The le spellings.
+const (
+	// LEAsSent spells a bound as the client did: le="1", le="0.001".
+	LEAsSent LEFormat = iota
+	// LEFloat spells it as Prometheus 3 stores it: le="1.0", le="0.001",
+	// le="4.194304e+06", quantile="0.5".
+	LEFloat
+)
+
+// LE is the le label value of a bucket.
+func (f LEFormat) LE(b Bucket) string {
+	switch {
+	case f != LEFloat:
+		return b.LE
+	case b.float != "":
+		return b.float
+	}
+	return FloatLabel(b.Bound)
+}
+
+// Quantile is the quantile label value of a summary's quantile.
+func (f LEFormat) Quantile(q float64) string {
+	if f == LEFloat {
+		return FloatLabel(q)
+	}
+	return FormatLE(q)
+}
+
+// FloatLabel spells v as Prometheus 3 rewrites a scraped le or quantile
+// (model/labels.FormatOpenMetricsFloat): the shortest form that reads back
+// exactly, with ".0" added when it has neither "." nor an exponent, and
+// +Inf, -Inf, NaN.
+func FloatLabel(v float64) string {
+	return string(AppendFloatLabel(nil, v))
+}
+
+// AppendFloatLabel appends FloatLabel(v) to b.
+func AppendFloatLabel(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	for _, c := range b[start:] {
+		if c == '.' || c == 'e' {
+			return b
+		}
+	}
+	return append(b, ".0"...)
 }
 
 // DefaultBuckets is the layout of a StatsD timer, histogram or distribution
@@ -23,10 +93,10 @@ func BucketsFor(bounds []float64) []Bucket {
 	bs := make([]Bucket, 0, len(bounds)+1)
 	for _, b := range bounds {
 		if !math.IsInf(b, 1) {
-			bs = append(bs, Bucket{Bound: b, LE: FormatLE(b)})
+			bs = append(bs, NewBucket(b, FormatLE(b)))
 		}
 	}
-	return append(bs, Bucket{Bound: math.Inf(1), LE: "+Inf"})
+	return append(bs, NewBucket(math.Inf(1), "+Inf"))
 }
 
 // FormatLE spells a bucket bound the shortest way that reads back exactly.

@@ -39,7 +39,7 @@ func NewGuesses(layouts ...[]Bucket) *Guesses {
 	g := &Guesses{}
 	for n, layout := range layouts[:min(len(layouts), maxGuesses)] {
 		g.all |= 1 << n
-		for _, b := range append(layout, Bucket{Bound: math.Inf(1), LE: "+Inf"}) {
+		for _, b := range append(layout, NewBucket(math.Inf(1), "+Inf")) {
 			i, found := slices.BinarySearchFunc(g.bounds, b.Bound, func(x Bucket, v float64) int { return cmpBound(x.Bound, v) })
 			if !found {
 				if len(g.bounds) == maxBounds {

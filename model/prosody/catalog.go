@@ -161,9 +161,9 @@ func compile(e Entry) *family {
 			layout := make([]model.Bucket, 0, len(les)+1)
 			for _, le := range les {
 				v, _ := strconv.ParseFloat(le, 64)
-				layout = append(layout, model.Bucket{Bound: v, LE: le})
+				layout = append(layout, model.NewBucket(v, le))
 			}
-			f.layouts = append(f.layouts, append(layout, model.Bucket{Bound: math.Inf(1), LE: "+Inf"}))
+			f.layouts = append(f.layouts, append(layout, model.NewBucket(math.Inf(1), "+Inf")))
 		}
 		f.fam.Buckets = f.layouts[0]
 		f.guesses = model.NewGuesses(f.layouts...)
@@ -199,5 +199,5 @@ func (f *family) bucket(sent string) (model.Bucket, bool) {
 			}
 		}
 	}
-	return model.Bucket{Bound: v, LE: le}, true
+	return model.NewBucket(v, le), true
 }

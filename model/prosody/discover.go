@@ -130,7 +130,7 @@ func (pl *pageLayouts) add(ls labels.Labels) {
 		pl.family[key] = name
 	}
 	if layout := pl.series[key]; len(layout) < 64 {
-		pl.series[key] = append(layout, model.Bucket{Bound: v, LE: le})
+		pl.series[key] = append(layout, model.NewBucket(v, le))
 	}
 }
 
