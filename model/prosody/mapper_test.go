@@ -279,3 +279,28 @@ func TestCheckRefusesLabelsThatMakeInvalidSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleStatusArrivesWithHostAndModule: mod_measure_modules' gauge,
+// whose host is often ":global", so the StatsD name holds a ":" that the
+// parser must leave in the name.
+func TestModuleStatusArrivesWithHostAndModule(t *testing.T) {
+	m := testMapper()
+	p := ingest.Parser{Dialect: ingest.Dialect{LiteralPrefix: []byte("prosody.")}}
+	for _, tt := range []struct{ line, labels string }{
+		{"prosody.prosody_module_status.:global.admin_shell:2|g", "host=:global,module=admin_shell"},
+		{"prosody.prosody_module_status.conference_localhost.muc:0|g", "host=conference.localhost,module=muc"},
+	} {
+		var smp ingest.Sample
+		if r := p.Parse([]byte(tt.line), &smp); r != ingest.ReasonNone {
+			t.Fatalf("%q: %v", tt.line, r)
+		}
+		mp, ok := m.Map(string(smp.Name), smp.Type, nil)
+		if !ok || mp.Family.Name != "prosody_module_status" || mp.Family.Type != model.Gauge || labelText(mp.Labels) != tt.labels ||
+			mp.Family.Help != "Prosody module status" {
+			t.Errorf("%q: %s %v %q %q", tt.line, mp.Family.Name, mp.Family.Type, labelText(mp.Labels), mp.Family.Help)
+		}
+	}
+	if m.state.UnknownNames() != 0 {
+		t.Errorf("%d unknown names", m.state.UnknownNames())
+	}
+}
