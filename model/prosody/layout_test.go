@@ -126,8 +126,9 @@ func TestLayoutsLearnedFromTheWire(t *testing.T) {
 	}
 }
 
-// TestEachSeriesHasItsSendersLayout: two upload components with different
-// size limits in one Prosody send one family with two layouts.
+// TestEachSeriesHasItsSendersLayout: two Prosodies with different size
+// limits send one family with two layouts. (Within one Prosody a family
+// keeps the layout of the component that registered it first.)
 func TestEachSeriesHasItsSendersLayout(t *testing.T) {
 	r := newRelay()
 	const family = "prosody_mod_http_file_share__upload_bytes"
