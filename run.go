@@ -266,7 +266,7 @@ func newHTTP(cfg config.Config, m *model.Model, logger *slog.Logger) (*http.Serv
 		access.TrustedProxies = append(access.TrustedProxies, p)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", openmetrics.NewHandler(m, access, logger))
+	mux.Handle("/metrics", openmetrics.NewHandler(m, access, openmetrics.Options{LEFormat: leFormat(cfg.HTTP.LEFormat)}, logger))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -343,6 +343,7 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 			ExternalLabels: externalLabels(rw.ExternalLabels),
 			DeleteIdle:     rw.DeleteIdle,
 			CreatedSeries:  rw.CreatedSeries,
+			LEFormat:       leFormat(rw.LEFormat),
 		})
 		headers := map[string]string{}
 		for k, v := range rw.Headers {
@@ -470,4 +471,12 @@ func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, htt
 		"statsd", strings.Join(listens, ", "), "http", httpAddr,
 		"flush_interval", cfg.Statsd.FlushInterval.D().String(),
 		"sends_to", strings.Join(targets, ", "))
+}
+
+// leFormat is the model's spelling for a validated le_format.
+func leFormat(s string) model.LEFormat {
+	if s == config.LEFormatFloat {
+		return model.LEFloat
+	}
+	return model.LEAsSent
 }

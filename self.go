@@ -46,7 +46,7 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
 	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))
 	for _, r := range model.DropReasons() {
-		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping, a label limit or as their state would become non-finite, by reason"
+		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping, a label limit, as their state would become non-finite, or past the bucket bounds a Prosody histogram series may learn, by reason"
 		if r.SeriesLimit() {
 			name, help = "statsbridge_model_dropped_series", "New series refused at a series limit, by reason"
 		}
@@ -62,7 +62,7 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 
 	counter("statsbridge_prosody_unknown_names", "Names under the Prosody prefix that match no known family (they still flow)", nil,
 		u64(pros.UnknownNames))
-	counter("statsbridge_prosody_unknown_buckets", "Prosody histogram bucket lines whose bound is not in the family's layout, dropped", nil,
+	counter("statsbridge_prosody_unknown_buckets", "Prosody histogram bucket lines whose bound is not a number, dropped", nil,
 		u64(pros.UnknownBuckets))
 
 	for _, p := range pushes {

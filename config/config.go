@@ -98,7 +98,15 @@ type HTTP struct {
 	Listen         string   `toml:"listen"`
 	Allow          []string `toml:"allow"`
 	TrustedProxies []string `toml:"trusted_proxies"`
+	LEFormat       string   `toml:"le_format"`
 }
+
+// Spellings of le and quantile label values, the values of HTTP.LEFormat
+// and RemoteWrite.LEFormat.
+const (
+	LEFormatProsody = "prosody" // as sent: what Prometheus 2.x stores from a text scrape
+	LEFormatFloat   = "float"   // as Prometheus 3 stores every scraped le and quantile
+)
 
 // Push holds what every push sink shares.
 type Push struct {
@@ -180,6 +188,7 @@ type RemoteWrite struct {
 	BearerToken     Secret            `toml:"bearer_token"`
 	BearerTokenFile string            `toml:"bearer_token_file"`
 	CreatedSeries   bool              `toml:"created_series"`
+	LEFormat        string            `toml:"le_format"`
 	Push
 }
 
@@ -222,6 +231,7 @@ func Default() Config {
 			Listen:         "127.0.0.1:9102",
 			Allow:          []string{"127.0.0.0/8", "::1/128"},
 			TrustedProxies: []string{},
+			LEFormat:       LEFormatProsody,
 		},
 		Graphite:    []Graphite{},
 		Influx:      []Influx{},
@@ -259,5 +269,6 @@ func DefaultInflux() Influx {
 func DefaultRemoteWrite() RemoteWrite {
 	p := DefaultPush()
 	p.Counters = CountersCumulative
-	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, CreatedSeries: true, Push: p}
+	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, CreatedSeries: true,
+		LEFormat: LEFormatProsody, Push: p}
 }

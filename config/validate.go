@@ -99,6 +99,7 @@ func (c *Config) validate(keys keyIndex) Errors {
 	for _, a := range c.HTTP.TrustedProxies {
 		v.prefix("http.trusted_proxies", a)
 	}
+	v.oneOf("http.le_format", c.HTTP.LEFormat, LEFormatProsody, LEFormatFloat)
 
 	for i := range c.Graphite {
 		g := &c.Graphite[i]
@@ -125,6 +126,7 @@ func (c *Config) validate(keys keyIndex) Errors {
 		rw := &c.RemoteWrite[i]
 		p := fmt.Sprintf("remote_write[%d].", i)
 		v.httpURL(p+"url", rw.URL)
+		v.oneOf(p+"le_format", rw.LEFormat, LEFormatProsody, LEFormatFloat)
 		v.push(p, &rw.Push, CountersCumulative)
 	}
 	return v.errs

@@ -76,7 +76,10 @@ type Family struct {
 	// LabelNames are the labels the family fixes, in exposition order.
 	// Series may carry more (from tags or source_label) after them.
 	LabelNames []string
-	// Buckets is a histogram's layout, +Inf last.
+	// Buckets is a histogram's layout, +Inf last. A histogram that
+	// arrives in parts (KindPrebucketed) has no layout of its own: each
+	// series has its sender's (HistogramPoint.Layout), and Buckets is the
+	// first guess.
 	Buckets []Bucket
 	// Summary shapes a summary's quantiles.
 	Summary SummaryOptions

@@ -20,7 +20,7 @@ func (pm partMapper) Map(name string, _ ingest.Type, _ Labels) (Mapping, bool) {
 	}
 	switch name[len(name)-1] {
 	case 'b':
-		mp.Part = PartBucket(0)
+		mp.Part, mp.Bucket = PartBucket, mp.Family.Buckets[0]
 	case 'c':
 		mp.Part = PartCount
 	case 's':

@@ -12,6 +12,76 @@ import (
 type Bucket struct {
 	Bound float64
 	LE    string
+	float string // FloatLabel(Bound), when NewBucket made it
+}
+
+// NewBucket returns the bucket with bound b spelled le, ready to be
+// spelled either way without a new string each time.
+func NewBucket(b float64, le string) Bucket {
+	return Bucket{Bound: b, LE: le, float: FloatLabel(b)}
+}
+
+// LEFormat is how le label values (and a summary's quantile) are spelled
+// for Prometheus. A text scrape of Prosody keeps them as Prosody wrote them
+// in Prometheus 2.x, while Prometheus 3 (and 2.x scraping protobuf)
+// rewrites every one in its float form: the same histogram is two different
+// sets of series, and dashboards follow the one their Prometheus stored.
+type LEFormat uint8
+
+// The le spellings.
+const (
+	// LEAsSent spells a bound as the client did: le="1", le="0.001".
+	LEAsSent LEFormat = iota
+	// LEFloat spells it as Prometheus 3 stores it: le="1.0", le="0.001",
+	// le="4.194304e+06", quantile="0.5".
+	LEFloat
+)
+
+// LE is the le label value of a bucket.
+func (f LEFormat) LE(b Bucket) string {
+	switch {
+	case f != LEFloat:
+		return b.LE
+	case b.float != "":
+		return b.float
+	}
+	return FloatLabel(b.Bound)
+}
+
+// Quantile is the quantile label value of a summary's quantile.
+func (f LEFormat) Quantile(q float64) string {
+	if f == LEFloat {
+		return FloatLabel(q)
+	}
+	return FormatLE(q)
+}
+
+// FloatLabel spells v as Prometheus 3 rewrites a scraped le or quantile
+// (model/labels.FormatOpenMetricsFloat): the shortest form that reads back
+// exactly, with ".0" added when it has neither "." nor an exponent, and
+// +Inf, -Inf, NaN.
+func FloatLabel(v float64) string {
+	return string(AppendFloatLabel(nil, v))
+}
+
+// AppendFloatLabel appends FloatLabel(v) to b.
+func AppendFloatLabel(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	for _, c := range b[start:] {
+		if c == '.' || c == 'e' {
+			return b
+		}
+	}
+	return append(b, ".0"...)
 }
 
 // DefaultBuckets is the layout of a StatsD timer, histogram or distribution
@@ -23,10 +93,10 @@ func BucketsFor(bounds []float64) []Bucket {
 	bs := make([]Bucket, 0, len(bounds)+1)
 	for _, b := range bounds {
 		if !math.IsInf(b, 1) {
-			bs = append(bs, Bucket{Bound: b, LE: FormatLE(b)})
+			bs = append(bs, NewBucket(b, FormatLE(b)))
 		}
 	}
-	return append(bs, Bucket{Bound: math.Inf(1), LE: "+Inf"})
+	return append(bs, NewBucket(math.Inf(1), "+Inf"))
 }
 
 // FormatLE spells a bucket bound the shortest way that reads back exactly.
@@ -54,11 +124,37 @@ type histogram struct {
 	// says one arrived.
 	lastSum float64
 	sumSeen bool
+
+	// layout is set for a histogram that arrives in parts: the buckets
+	// are its bounds', in its order.
+	layout *wireLayout
 }
 
 func newHistogram(n int) *histogram {
 	counts := make([]float64, 2*n)
 	return &histogram{buckets: counts[:n:n], dBuckets: counts[n:]}
+}
+
+// newPartsHistogram is the state of a histogram that arrives in parts,
+// with the layouts its sender may have.
+func newPartsHistogram(g *Guesses) *histogram {
+	l := newWireLayout(g)
+	h := newHistogram(len(l.bounds))
+	h.layout = l
+	return h
+}
+
+// bucketIndex returns the index of a bucket line's bound, learning the
+// bound when it is new. It reports false when the series knows too many.
+func (h *histogram) bucketIndex(b Bucket) (int, bool) {
+	i, ok := h.layout.index(b)
+	if n := len(h.layout.bounds); ok && n > len(h.buckets) {
+		counts := make([]float64, 2*n)
+		copy(counts, h.buckets)
+		copy(counts[n:], h.dBuckets)
+		h.buckets, h.dBuckets = counts[:n:n], counts[n:]
+	}
+	return i, ok
 }
 
 // observe records one value with a weight (1/sample rate).
@@ -82,6 +178,9 @@ func (h *histogram) addBucket(i int, d float64) bool {
 		return false
 	}
 	h.buckets[i], h.dBuckets[i] = total, delta
+	if h.layout != nil {
+		h.layout.saw(i)
+	}
 	return true
 }
 
@@ -91,6 +190,9 @@ func (h *histogram) addCount(d float64) bool {
 		return false
 	}
 	h.count, h.dCount = total, delta
+	if h.layout != nil {
+		h.layout.counted()
+	}
 	return true
 }
 
@@ -128,7 +230,11 @@ func (h *histogram) addSum(d float64) bool {
 // HistogramPoint is a histogram series at the end of an interval or at a
 // scrape.
 type HistogramPoint struct {
-	// Buckets are cumulative counts, one per family bucket (+Inf last).
+	// Layout is the series' bucket layout, +Inf last: its family's, or
+	// for a histogram that arrives in parts, its sender's as far as the
+	// wire shows it.
+	Layout []Bucket
+	// Buckets are cumulative counts, one per bucket of Layout.
 	Buckets []float64
 	Count   float64
 	Sum     float64
@@ -138,15 +244,32 @@ type HistogramPoint struct {
 	DeltaSum     float64
 }
 
-// snapshot copies the state into p, with slices from arena.
-func (h *histogram) snapshot(p *HistogramPoint, arena *[]float64, endInterval bool) {
-	n := len(h.buckets)
-	start := len(*arena)
-	*arena = append(*arena, h.buckets...)
-	*arena = append(*arena, h.dBuckets...)
-	all := (*arena)[start:]
-	*p = HistogramPoint{Buckets: all[:n:n], Count: h.count, Sum: h.sum,
-		DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+// snapshot copies the state into p, with slices from the arenas. family
+// is the family's layout.
+func (h *histogram) snapshot(p *HistogramPoint, family []Bucket, sn *snapshotter, endInterval bool) {
+	if h.layout == nil {
+		n := len(h.buckets)
+		start := len(sn.floats)
+		sn.floats = append(sn.floats, h.buckets...)
+		sn.floats = append(sn.floats, h.dBuckets...)
+		all := sn.floats[start:]
+		*p = HistogramPoint{Layout: family, Buckets: all[:n:n], Count: h.count, Sum: h.sum,
+			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	} else {
+		sn.shown = h.layout.shown(sn.shown[:0])
+		n := len(sn.shown)
+		startB, startF := len(sn.bounds), len(sn.floats)
+		for _, i := range sn.shown {
+			sn.bounds = append(sn.bounds, h.layout.bounds[i])
+			sn.floats = append(sn.floats, h.buckets[i])
+		}
+		for _, i := range sn.shown {
+			sn.floats = append(sn.floats, h.dBuckets[i])
+		}
+		all := sn.floats[startF:]
+		*p = HistogramPoint{Layout: sn.bounds[startB:len(sn.bounds):len(sn.bounds)], Buckets: all[:n:n], Count: h.count, Sum: h.sum,
+			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	}
 	if endInterval {
 		clear(h.dBuckets)
 		h.dCount, h.dSum = 0, 0

@@ -22,10 +22,10 @@ const (
 	PartValue Part = -1
 	PartCount Part = -2
 	PartSum   Part = -3
+	// PartBucket is a bucket line of a histogram that arrives in parts
+	// (KindPrebucketed); Mapping.Bucket says which bound.
+	PartBucket Part = -4
 )
-
-// PartBucket is the part for the bucket at index i of the family's layout.
-func PartBucket(i int) Part { return Part(i) }
 
 // Mapping is what a StatsD line maps to.
 type Mapping struct {
@@ -35,6 +35,12 @@ type Mapping struct {
 	// then any others.
 	Labels Labels
 	Part   Part
+	// Bucket is the bound of a PartBucket line, spelled as sent.
+	Bucket Bucket
+	// Guesses are the layouts a KindPrebucketed histogram's sender may
+	// have, most likely first; nil guesses the family's Buckets. Each
+	// series shows the layout its sender has, as the wire shows it.
+	Guesses *Guesses
 	// Scale multiplies every value (statsd_exporter's scale); 0 means 1.
 	Scale float64
 	// TTL removes the series after this long without samples; 0 means the

@@ -70,12 +70,15 @@ const (
 	// DropNonFinite: applying the sample would have made the series'
 	// state infinite or NaN (a huge value, a tiny sample rate).
 	DropNonFinite
+	// DropMaxBuckets: a bucket line of a histogram that arrives in parts
+	// names a bound past the 64 its series may know.
+	DropMaxBuckets
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
 	"mapping_drop", "max_series", "max_series_per_family", "max_labels", "name_too_long", "label_value_too_long",
-	"non_finite",
+	"non_finite", "max_buckets",
 }
 
 func (r DropReason) String() string { return dropReasonNames[r] }
@@ -346,7 +349,15 @@ func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now in
 		r.until = now + int64(refusalMemory)
 		return refuse(r)
 	}
-	b := binding{series: s, hi: key.hi, part: mapping.Part, scale: mapping.Scale, generation: ms.generation,
+	part := mapping.Part
+	if part == PartBucket {
+		i, ok := s.bucketIndex(mapping.Bucket)
+		if !ok {
+			return refuse(refusal{reason: DropMaxBuckets, until: now + int64(refusalMemory)})
+		}
+		part = Part(i)
+	}
+	b := binding{series: s, hi: key.hi, part: part, scale: mapping.Scale, generation: ms.generation,
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
 	shard.mu.Lock()
 	if len(shard.bound) >= m.boundLimit {
@@ -421,7 +432,7 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
 	fe := m.families[mp.Family.Name]
 	switch {
-	case fe != nil && (fe.kind != mp.Kind || !fe.family.sameShape(&mp.Family)):
+	case fe != nil && (fe.kind != mp.Kind || mp.Kind != KindPrebucketed && !fe.family.sameShape(&mp.Family)):
 		return nil, refusal{conflict: true}
 	case m.nseries.Load() >= int64(m.opts.MaxSeries):
 		return nil, refusal{reason: DropMaxSeries}
@@ -435,7 +446,7 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	}
 	// lastSeen starts at now so that an expiry running before the first
 	// sample is applied cannot take the series away.
-	s := newSeries(fe.family, mp.Kind, mp.Labels, key, tags, mp.TTL, now)
+	s := newSeries(fe.family, mp.Kind, mp.Labels, key, tags, mp.TTL, now, mp.Guesses)
 	fe.series = append(fe.series, s)
 	m.byID[id] = s
 	m.nseries.Add(1)
@@ -500,7 +511,7 @@ func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 		fe = &familyEntry{family: &f, kind: kind}
 		m.families[fam.Name] = fe
 	}
-	s := newSeries(fe.family, kind, labels, fam.Name, nil, 0, m.now().UnixNano())
+	s := newSeries(fe.family, kind, labels, fam.Name, nil, 0, m.now().UnixNano(), nil)
 	s.read = read
 	fe.series = append(fe.series, s)
 	m.byID[id] = s

@@ -197,7 +197,7 @@ func (prosodyLikeMapper) Map(name string, _ ingest.Type, _ Labels) (Mapping, boo
 	default:
 		var i int
 		fmt.Sscanf(rest, "bucket.%d", &i)
-		m.Part = PartBucket(i)
+		m.Part, m.Bucket = PartBucket, m.Family.Buckets[i]
 	}
 	return m, true
 }

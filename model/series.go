@@ -58,11 +58,18 @@ func (s *Series) Tags() Labels { return s.tags }
 // Created returns when the series was first seen.
 func (s *Series) Created() time.Time { return s.created }
 
-func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl time.Duration, now int64) *Series {
+// newSeries makes a series. guesses are a KindPrebucketed histogram's
+// likely layouts; nil guesses the family's.
+func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl time.Duration, now int64, guesses *Guesses) *Series {
 	s := &Series{family: f, kind: k, labels: labels, key: key, tags: tags, ttl: ttl,
 		created: time.Unix(0, now), lastSeen: now}
 	switch k {
-	case KindHistogram, KindPrebucketed:
+	case KindPrebucketed:
+		if guesses == nil {
+			guesses = NewGuesses(f.Buckets)
+		}
+		s.hist = newPartsHistogram(guesses)
+	case KindHistogram:
 		s.hist = newHistogram(len(f.Buckets))
 	case KindPresummed:
 		s.hist = newHistogram(0)
@@ -75,6 +82,15 @@ func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl ti
 		s.timer = &timerValues{}
 	}
 	return s
+}
+
+// bucketIndex returns the index of a bucket line's bound in a
+// KindPrebucketed series' layout, learning the bound when it is new. It
+// reports false when the series knows too many bounds.
+func (s *Series) bucketIndex(b Bucket) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hist.bucketIndex(b)
 }
 
 // binding is what the model's name cache holds for a raw StatsD key bound
@@ -256,6 +272,8 @@ type Point struct {
 // arenas that live as long as the points.
 type snapshotter struct {
 	floats      []float64
+	bounds      []Bucket // the layouts of histograms that arrive in parts
+	shown       []int    // scratch: the bounds a layout shows
 	histograms  []HistogramPoint
 	summaries   []SummaryPoint
 	stats       []TimerStats
@@ -265,6 +283,7 @@ type snapshotter struct {
 
 func (sn *snapshotter) reset() {
 	sn.floats, sn.histograms, sn.summaries, sn.stats = sn.floats[:0], sn.histograms[:0], sn.summaries[:0], sn.stats[:0]
+	sn.bounds = sn.bounds[:0]
 }
 
 // take fills p. With endInterval, the interval's state starts over, so a
@@ -297,10 +316,10 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	case KindHistogram, KindPrebucketed:
 		sn.histograms = append(sn.histograms, HistogramPoint{})
 		p.Histogram = &sn.histograms[len(sn.histograms)-1]
-		s.hist.snapshot(p.Histogram, &sn.floats, endInterval)
+		s.hist.snapshot(p.Histogram, s.family.Buckets, sn, endInterval)
 	case KindPresummed:
 		var h HistogramPoint
-		s.hist.snapshot(&h, &sn.floats, endInterval)
+		s.hist.snapshot(&h, nil, sn, endInterval)
 		sn.summaries = append(sn.summaries, SummaryPoint{Count: h.Count, Sum: h.Sum, DeltaCount: h.DeltaCount, DeltaSum: h.DeltaSum})
 		p.Summary = &sn.summaries[len(sn.summaries)-1]
 	case KindSummary:

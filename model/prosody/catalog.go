@@ -33,6 +33,10 @@ type Entry struct {
 	Labels []string `toml:"labels"`
 	// Buckets are a histogram's bounds as Prosody spells them, without +Inf.
 	Buckets []string `toml:"buckets"`
+	// OtherBuckets are the layouts the family has in other Prosody
+	// versions, as Buckets are. Each series shows the layout the wire
+	// agrees with.
+	OtherBuckets [][]string `toml:"other_buckets"`
 	// Values lists, per label, known values that contain dots: Prosody sends
 	// them with "_" for ".", and statsbridge restores them.
 	Values map[string][]string `toml:"values"`
@@ -94,16 +98,18 @@ func (e *Entry) Check() error {
 			return fmt.Errorf("label %q is the one a %s adds itself", l, typ)
 		}
 	}
-	if typ != model.Histogram && len(e.Buckets) > 0 {
+	if typ != model.Histogram && len(e.Buckets)+len(e.OtherBuckets) > 0 {
 		return fmt.Errorf("buckets are for histograms")
 	}
-	prev := math.Inf(-1)
-	for _, b := range e.Buckets {
-		v, err := strconv.ParseFloat(b, 64)
-		if err != nil || b == "+Inf" || math.IsNaN(v) || v <= prev {
-			return fmt.Errorf("buckets %v are not increasing numbers (without +Inf)", e.Buckets)
+	for _, layout := range append([][]string{e.Buckets}, e.OtherBuckets...) {
+		prev := math.Inf(-1)
+		for _, b := range layout {
+			v, err := strconv.ParseFloat(b, 64)
+			if err != nil || b == "+Inf" || math.IsNaN(v) || v <= prev {
+				return fmt.Errorf("buckets %v are not increasing numbers (without +Inf)", layout)
+			}
+			prev = v
 		}
-		prev = v
 	}
 	return nil
 }
@@ -131,9 +137,10 @@ func Merge(base, over []Entry) []Entry {
 type family struct {
 	fam  model.Family
 	kind model.Kind
-	// buckets maps a bucket's StatsD spelling (le with "." as "_") to its
-	// index in the layout.
-	buckets map[string]int
+	// layouts are a histogram's layouts from the catalog, the first
+	// first, and guesses the same made ready for the model.
+	layouts [][]model.Bucket
+	guesses *model.Guesses
 	// values maps, per label, a value as Prosody sends it to the value.
 	values map[string]map[string]string
 }
@@ -150,14 +157,16 @@ func compile(e Entry) *family {
 		f.kind = model.KindPresummed
 	case model.Histogram:
 		f.kind = model.KindPrebucketed
-		f.buckets = map[string]int{}
-		for i, le := range e.Buckets {
-			v, _ := strconv.ParseFloat(le, 64)
-			f.fam.Buckets = append(f.fam.Buckets, model.Bucket{Bound: v, LE: le})
-			f.buckets[strings.ReplaceAll(le, ".", "_")] = i
+		for _, les := range append([][]string{e.Buckets}, e.OtherBuckets...) {
+			layout := make([]model.Bucket, 0, len(les)+1)
+			for _, le := range les {
+				v, _ := strconv.ParseFloat(le, 64)
+				layout = append(layout, model.NewBucket(v, le))
+			}
+			f.layouts = append(f.layouts, append(layout, model.NewBucket(math.Inf(1), "+Inf")))
 		}
-		f.fam.Buckets = append(f.fam.Buckets, model.Bucket{Bound: math.Inf(1), LE: "+Inf"})
-		f.buckets["+Inf"] = len(e.Buckets)
+		f.fam.Buckets = f.layouts[0]
+		f.guesses = model.NewGuesses(f.layouts...)
 	}
 	for label, values := range e.Values {
 		if f.values == nil {
@@ -169,4 +178,26 @@ func compile(e Entry) *family {
 		}
 	}
 	return f
+}
+
+// bucket reads the bound of a bucket line, as Prosody sends it: le with
+// "." as "_". The catalog's spelling wins, so that a bound spelled two
+// ways is one bucket.
+func (f *family) bucket(sent string) (model.Bucket, bool) {
+	le := strings.ReplaceAll(sent, "_", ".")
+	v, err := strconv.ParseFloat(le, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, -1) {
+		return model.Bucket{}, false
+	}
+	if math.IsInf(v, 1) {
+		le = "+Inf"
+	}
+	for _, layout := range f.layouts {
+		for _, b := range layout {
+			if b.Bound == v {
+				return b, true
+			}
+		}
+	}
+	return model.NewBucket(v, le), true
 }

@@ -1,12 +1,17 @@
 package prosody
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	pmodel "github.com/prometheus/common/model"
@@ -54,15 +59,21 @@ func parsePage(page []byte, contentType string) (map[string]Discovered, error) {
 		return nil, fmt.Errorf("cannot parse %q: %w", contentType, err)
 	}
 	out := map[string]Discovered{}
+	layouts := newPageLayouts()
 	for {
 		entry, err := p.Next()
 		if errors.Is(err, io.EOF) {
+			layouts.addTo(out)
 			return out, nil
 		}
 		if err != nil {
 			return out, err
 		}
 		switch entry {
+		case textparse.EntrySeries:
+			var ls labels.Labels
+			p.Labels(&ls)
+			layouts.add(ls)
 		case textparse.EntryType:
 			name, typ := p.Type()
 			d := out[string(name)]
@@ -82,6 +93,68 @@ func parsePage(page []byte, contentType string) (map[string]Discovered, error) {
 	}
 }
 
+// pageLayouts collects the bucket layouts a page shows, per histogram
+// series, in the order the page has them.
+type pageLayouts struct {
+	series map[string][]model.Bucket // family and labels but le -> layout
+	family map[string]string         // the same key -> family
+	order  []string
+}
+
+func newPageLayouts() *pageLayouts {
+	return &pageLayouts{series: map[string][]model.Bucket{}, family: map[string]string{}}
+}
+
+func (pl *pageLayouts) add(ls labels.Labels) {
+	name, found := strings.CutSuffix(ls.Get(labels.MetricName), "_bucket")
+	le := ls.Get("le")
+	if !found || le == "" {
+		return
+	}
+	v, err := strconv.ParseFloat(le, 64)
+	if err != nil || math.IsNaN(v) {
+		return
+	}
+	// Prometheus' parser gives le in its own spelling (le="1.0"): spell it
+	// again as Prosody does (util/openmetrics.lua, "%.14g").
+	le = strconv.FormatFloat(v, 'g', 14, 64)
+	if math.IsInf(v, 1) {
+		le = "+Inf"
+	}
+	key := labels.NewBuilder(ls).Del("le").Labels().String()
+	if _, ok := pl.series[key]; !ok {
+		if len(pl.order) >= maxPageSeries {
+			return
+		}
+		pl.order = append(pl.order, key)
+		pl.family[key] = name
+	}
+	if layout := pl.series[key]; len(layout) < 64 {
+		pl.series[key] = append(layout, model.NewBucket(v, le))
+	}
+}
+
+// addTo gives each histogram family of out the distinct layouts its
+// series showed.
+func (pl *pageLayouts) addTo(out map[string]Discovered) {
+	for _, key := range pl.order {
+		name, layout := pl.family[key], pl.series[key]
+		slices.SortFunc(layout, func(a, b model.Bucket) int { return cmp.Compare(a.Bound, b.Bound) })
+		d, ok := out[name]
+		if !ok || d.Type != model.Histogram {
+			continue
+		}
+		if !slices.ContainsFunc(d.Layouts, func(l []model.Bucket) bool { return slices.Equal(l, layout) }) {
+			d.Layouts = append(d.Layouts, layout)
+			out[name] = d
+		}
+	}
+}
+
+// maxPageSeries bounds the histogram series whose layouts are kept from one
+// page.
+const maxPageSeries = 10000
+
 func metricType(t pmodel.MetricType) model.Type {
 	switch t {
 	case pmodel.MetricTypeCounter:
@@ -99,30 +172,69 @@ func metricType(t pmodel.MetricType) model.Type {
 // discoverTimeout bounds one read of Prosody's page.
 const discoverTimeout = 5 * time.Second
 
-// ReadOnce reads url and keeps what it found in state; a failure is logged.
-func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) {
+// firstRetry is how soon a failed read is tried again; each further failure
+// doubles it, up to the refresh interval. statsbridge often starts before
+// Prosody, and should not wait a whole refresh interval for it.
+const firstRetry = time.Second
+
+// ReadOnce reads url and keeps what it found in state. It reports whether
+// the read succeeded; a failure is logged. A success is logged at info when
+// it is the first, or follows a failure, and at debug otherwise.
+func ReadOnce(ctx context.Context, state *State, url string, logger *slog.Logger) bool {
 	ctx, cancel := context.WithTimeout(ctx, discoverTimeout)
 	defer cancel()
 	found, err := Discover(ctx, &http.Client{}, url)
 	if err != nil {
+		state.readOK.Store(false)
 		logger.Warn("could not read Prosody's /metrics; will try again", "url", url, "err", err)
-		return
+		return false
 	}
 	state.SetDiscovered(found)
-	logger.Debug("read Prosody's families", "url", url, "families", len(found))
+	level := slog.LevelDebug
+	if !state.readOK.Swap(true) {
+		level = slog.LevelInfo
+	}
+	logger.Log(ctx, level, "read Prosody's families", "url", url, "families", len(found))
+	return true
 }
 
-// Watch reads url every interval until ctx is done, and keeps what it
-// found in state. The first read is the caller's (ReadOnce), made before
-// the first name is bound. A failed read is logged and tried again at the
-// next interval; it never stops statsbridge.
+// Watch reads url until ctx is done, and keeps what it found in state: every
+// interval while reads succeed, and after a failed read (the caller's
+// first one, made with ReadOnce before the first name is bound, included)
+// again after a second, then two, four..., never more than every apart. A
+// failed read never stops statsbridge.
 func Watch(ctx context.Context, state *State, url string, every time.Duration, logger *slog.Logger) {
+	watch(ctx, state, url, every, firstRetry, logger)
+}
+
+func watch(ctx context.Context, state *State, url string, every, retry time.Duration, logger *slog.Logger) {
+	failures := 0
+	if !state.readOK.Load() {
+		failures = 1
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
-			ReadOnce(ctx, state, url, logger)
+		case <-time.After(nextRead(failures, retry, every)):
+			if ReadOnce(ctx, state, url, logger) {
+				failures = 0
+			} else {
+				failures++
+			}
 		}
 	}
+}
+
+// nextRead is how long to wait before the next read after that many
+// failed reads in a row.
+func nextRead(failures int, retry, every time.Duration) time.Duration {
+	if failures == 0 {
+		return every
+	}
+	d := retry
+	for i := 1; i < failures && d < every; i++ {
+		d *= 2
+	}
+	return min(d, every)
 }

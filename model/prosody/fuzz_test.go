@@ -3,6 +3,7 @@ package prosody
 import (
 	"bufio"
 	"encoding/json"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -44,8 +45,12 @@ func FuzzMap(f *testing.F) {
 		if len(mp.Labels) < len(mp.Family.LabelNames) {
 			t.Fatalf("%q: labels %v for %v", name, mp.Labels, mp.Family.LabelNames)
 		}
-		if mp.Part >= 0 && int(mp.Part) >= len(mp.Family.Buckets) {
-			t.Fatalf("%q: bucket part %d of %d", name, mp.Part, len(mp.Family.Buckets))
+		if mp.Part >= 0 {
+			t.Fatalf("%q: part %d: a mapper names a bucket by its bound, never by an index", name, mp.Part)
+		}
+		if b := mp.Bucket; mp.Part == model.PartBucket && (b.LE == "" || math.IsNaN(b.Bound) || math.IsInf(b.Bound, -1) ||
+			(b.LE == "+Inf") != math.IsInf(b.Bound, 1) || mp.Guesses == nil) {
+			t.Fatalf("%q: bucket %+v, guesses %v", name, b, mp.Guesses)
 		}
 		if !strings.HasPrefix(name, mp.Key) {
 			t.Fatalf("%q: key %q", name, mp.Key)

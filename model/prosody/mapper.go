@@ -1,6 +1,7 @@
 package prosody
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Mapper struct {
 // what Prosody's /metrics said, and the counts.
 type State struct {
 	known     atomic.Pointer[map[string]Discovered]
+	readOK    atomic.Bool // the last read of Prosody's page succeeded
 	unknown   atomic.Uint64
 	badBucket atomic.Uint64
 }
@@ -44,16 +46,19 @@ func (s *State) SetDiscovered(d map[string]Discovered) { s.known.Store(&d) }
 // UnknownNames counts the names under the prefix that matched no family.
 func (s *State) UnknownNames() uint64 { return s.unknown.Load() }
 
-// UnknownBuckets counts histogram bucket lines whose bound is not in the
-// family's layout; those lines are dropped.
+// UnknownBuckets counts histogram bucket lines whose bound is not a
+// number; those lines are dropped.
 func (s *State) UnknownBuckets() uint64 { return s.badBucket.Load() }
 
 // Discovered is what Prosody's own /metrics tells of a family it has
-// registered: type, unit and help, without labels or buckets.
+// registered: type, unit and help, and for a histogram the bucket layouts
+// its series show, if the page has samples (the statsd backend's has
+// none).
 type Discovered struct {
-	Type model.Type
-	Unit string
-	Help string
+	Type    model.Type
+	Unit    string
+	Help    string
+	Layouts [][]model.Bucket
 }
 
 // NewMapper returns the mapper for names under "<prefix>.", knowing the
@@ -117,16 +122,19 @@ func (m *Mapper) mapKnown(f *family, segs []string, typ ingest.Type, tags model.
 	case model.KindPrebucketed:
 		switch {
 		case len(segs) == n+2 && segs[n] == "bucket" && typ == ingest.Counter:
-			i, ok := f.buckets[segs[n+1]]
+			b, ok := f.bucket(segs[n+1])
 			if !ok {
 				m.state.badBucket.Add(1)
 				return model.Mapping{Drop: true}, true
 			}
-			mp.Part = model.PartBucket(i)
+			mp.Part, mp.Bucket = model.PartBucket, b
+			mp.Guesses = m.guesses(f)
 		case len(segs) == n+1 && segs[n] == "count" && typ == ingest.Counter:
 			mp.Part = model.PartCount
+			mp.Guesses = m.guesses(f)
 		case len(segs) == n+1 && segs[n] == "sum" && typ == ingest.Gauge:
 			mp.Part = model.PartSum
+			mp.Guesses = m.guesses(f)
 		default:
 			return mp, false
 		}
@@ -153,10 +161,20 @@ func seriesKey(name string, p model.Part) string {
 	switch {
 	case p == model.PartValue:
 		return name
-	case p >= 0:
+	case p == model.PartBucket:
 		name = name[:strings.LastIndexByte(name, '.')]
 	}
 	return name[:strings.LastIndexByte(name, '.')]
+}
+
+// guesses are the layouts a histogram's series may have: those Prosody's
+// own page showed, then the catalog's.
+func (m *Mapper) guesses(f *family) *model.Guesses {
+	seen := (*m.state.known.Load())[f.fam.Name].Layouts
+	if len(seen) == 0 {
+		return f.guesses
+	}
+	return model.NewGuesses(append(slices.Clone(seen), f.layouts...)...)
 }
 
 // restore puts back the dots Prosody turned into "_" in a label value: in

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -33,28 +34,33 @@ func TestMapKnownFamilies(t *testing.T) {
 		kind   model.Kind
 		labels string
 		part   model.Part
+		le     string // a bucket line's bound
 	}{
 		{"prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4", ingest.Gauge, "prosody_mod_c2s__connections", model.KindGauge,
-			"host=localhost,type=c2s,ip_family=ipv4", model.PartValue},
+			"host=localhost,type=c2s,ip_family=ipv4", model.PartValue, ""},
 		{"prosody.prosody_mod_c2s.encrypted.TLSv1_3.TLS_AES_256_GCM_SHA384", ingest.Counter, "prosody_mod_c2s__encrypted", model.KindCounter,
-			"protocol=TLSv1.3,cipher=TLS_AES_256_GCM_SHA384", model.PartValue},
+			"protocol=TLSv1.3,cipher=TLS_AES_256_GCM_SHA384", model.PartValue, ""},
 		{"prosody.prosody_mod_muc.live_room.conference_localhost", ingest.Gauge, "prosody_mod_muc__live_room", model.KindGauge,
-			"host=conference.localhost", model.PartValue},
+			"host=conference.localhost", model.PartValue, ""},
 		{"prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed", ingest.Counter, "prosody_mod_s2s__closed", model.KindCounter,
-			"host=:unknown,direction=incoming,error=not-well-formed", model.PartValue},
+			"host=:unknown,direction=incoming,error=not-well-formed", model.PartValue, ""},
 		{"prosody.prosody_mod_csi_simple.flushes.localhost.subscription request", ingest.Counter, "prosody_mod_csi_simple__flushes", model.KindCounter,
-			"host=localhost,reason=subscription request", model.PartValue},
+			"host=localhost,reason=subscription request", model.PartValue, ""},
 		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.bucket.1", ingest.Counter, "prosody_mod_smacks__tx_acked_stanzas", model.KindPrebucketed,
-			"host=localhost", model.PartBucket(1)},
+			"host=localhost", model.PartBucket, "1"},
 		{"prosody.prosody_stats_collection_seconds.bucket.0_001", ingest.Counter, "prosody_stats_collection_seconds", model.KindPrebucketed,
-			"", model.PartBucket(0)},
+			"", model.PartBucket, "0.001"},
 		{"prosody.prosody_stats_collection_seconds.bucket.+Inf", ingest.Counter, "prosody_stats_collection_seconds", model.KindPrebucketed,
-			"", model.PartBucket(6)},
+			"", model.PartBucket, "+Inf"},
+		// A bound the catalog lacks (a larger http_file_share_size_limit)
+		// is the sender's all the same.
+		{"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.268435456", ingest.Counter,
+			"prosody_mod_http_file_share__upload_bytes", model.KindPrebucketed, "host=upload.localhost", model.PartBucket, "268435456"},
 		{"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.count", ingest.Counter, "prosody_mod_http_file_share__upload_bytes",
-			model.KindPrebucketed, "host=upload.localhost", model.PartCount},
+			model.KindPrebucketed, "host=upload.localhost", model.PartCount, ""},
 		{"prosody.prosody_mod_csi_simple.buffer_hold_seconds.localhost.sum", ingest.Gauge, "prosody_mod_csi_simple__buffer_hold_seconds",
-			model.KindPrebucketed, "host=localhost", model.PartSum},
-		{"prosody.prosody_mod_bosh.active_sessions", ingest.Gauge, "prosody_mod_bosh__active_sessions", model.KindGauge, "", model.PartValue},
+			model.KindPrebucketed, "host=localhost", model.PartSum, ""},
+		{"prosody.prosody_mod_bosh.active_sessions", ingest.Gauge, "prosody_mod_bosh__active_sessions", model.KindGauge, "", model.PartValue, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,13 +68,13 @@ func TestMapKnownFamilies(t *testing.T) {
 			if !ok || mp.Drop {
 				t.Fatalf("not mapped: %+v", mp)
 			}
-			if mp.Family.Name != tt.family || mp.Kind != tt.kind || labelText(mp.Labels) != tt.labels || mp.Part != tt.part {
-				t.Errorf("got %s kind %v labels %q part %v", mp.Family.Name, mp.Kind, labelText(mp.Labels), mp.Part)
+			if mp.Family.Name != tt.family || mp.Kind != tt.kind || labelText(mp.Labels) != tt.labels || mp.Part != tt.part || mp.Bucket.LE != tt.le {
+				t.Errorf("got %s kind %v labels %q part %v le %q", mp.Family.Name, mp.Kind, labelText(mp.Labels), mp.Part, mp.Bucket.LE)
 			}
 			// The series' StatsD key is the name without a part's suffix.
 			wantKey := tt.name
 			switch {
-			case tt.part >= 0:
+			case tt.part == model.PartBucket:
 				wantKey = tt.name[:strings.LastIndex(tt.name, ".bucket.")]
 			case tt.part == model.PartCount, tt.part == model.PartSum:
 				wantKey = tt.name[:strings.LastIndexByte(tt.name, '.')]
@@ -119,8 +125,18 @@ func TestMapUnknownNames(t *testing.T) {
 	if _, ok := m.Map("other.name", ingest.Counter, nil); ok {
 		t.Error("a name outside the prefix was mapped")
 	}
-	if mp, _ := m.Map("prosody.prosody_stats_collection_seconds.bucket.0_002", ingest.Counter, nil); !mp.Drop || m.state.UnknownBuckets() != 1 {
-		t.Error("a bucket outside the layout should be dropped and counted")
+	// A bound outside the catalog's layout is the sender's own (the model
+	// learns it); one that is not a number is dropped and counted.
+	if mp, _ := m.Map("prosody.prosody_stats_collection_seconds.bucket.0_002", ingest.Counter, nil); mp.Drop || mp.Bucket.LE != "0.002" {
+		t.Errorf("a bound outside the catalog's layout: %+v", mp)
+	}
+	for _, le := range []string{"x", "nan", "-inf", ""} {
+		if mp, _ := m.Map("prosody.prosody_stats_collection_seconds.bucket."+le, ingest.Counter, nil); !mp.Drop {
+			t.Errorf("bucket %q: %+v, want it dropped", le, mp)
+		}
+	}
+	if m.state.UnknownBuckets() != 4 {
+		t.Errorf("%d bad buckets counted, want 4", m.state.UnknownBuckets())
 	}
 }
 
@@ -194,7 +210,7 @@ func TestDiscoverReadsAPageWithoutSamples(t *testing.T) {
 		"prosody_mod_http_file_share__total_storage_bytes": {Type: model.Gauge, Unit: "bytes", Help: "mod_http_file_share/total_storage amount"},
 	}
 	for name, w := range want {
-		if found[name] != w {
+		if !reflect.DeepEqual(found[name], w) {
 			t.Errorf("%s: %+v, want %+v", name, found[name], w)
 		}
 	}
@@ -224,22 +240,18 @@ func TestDiscoverFailures(t *testing.T) {
 	}
 }
 
-// TestAnOverrideReplacesABuiltInLayout: Prosody 13.0's layout for smacks'
-// resumption_age, given in the configuration, maps 13.0's bucket lines.
+// TestAnOverrideReplacesABuiltInLayout: a layout given in the
+// configuration is the first guess of its family's series.
 func TestAnOverrideReplacesABuiltInLayout(t *testing.T) {
-	line := "prosody.prosody_mod_smacks.resumption_age_seconds.localhost.bucket.12"
-	if mp, _ := testMapper().Map(line, ingest.Counter, nil); !mp.Drop {
-		t.Fatalf("13.0's bucket 12 is not in the built-in 0.12 layout, yet it mapped: %+v", mp)
-	}
+	line := "prosody.prosody_mod_smacks.resumption_age_seconds.localhost.count"
 	override := Entry{Name: "prosody_mod_smacks__resumption_age_seconds", StatsD: "prosody_mod_smacks.resumption_age_seconds",
-		Type: "histogram", Unit: "seconds", Labels: []string{"host"},
-		Buckets: []string{"0", "1", "12", "60", "360", "900", "1440", "3600", "14400", "86400"}}
+		Type: "histogram", Unit: "seconds", Labels: []string{"host"}, Buckets: []string{"0", "1", "7"}}
 	if err := override.Check(); err != nil {
 		t.Fatal(err)
 	}
 	m := NewMapper("prosody", Merge(Builtin(), []Entry{override}), []string{"localhost"}, NewState())
 	mp, ok := m.Map(line, ingest.Counter, nil)
-	if !ok || mp.Drop || mp.Part != model.PartBucket(2) || len(mp.Family.Buckets) != 11 {
+	if !ok || mp.Drop || mp.Part != model.PartCount || len(mp.Family.Buckets) != 4 || mp.Family.Buckets[2].LE != "7" {
 		t.Errorf("with the override: %+v", mp)
 	}
 }
@@ -265,5 +277,30 @@ func TestCheckRefusesLabelsThatMakeInvalidSeries(t *testing.T) {
 		if err := e.Check(); (err == nil) != tt.ok {
 			t.Errorf("%s with %v: %v", tt.typ, tt.labels, err)
 		}
+	}
+}
+
+// TestModuleStatusArrivesWithHostAndModule: mod_measure_modules' gauge,
+// whose host is often ":global", so the StatsD name holds a ":" that the
+// parser must leave in the name.
+func TestModuleStatusArrivesWithHostAndModule(t *testing.T) {
+	m := testMapper()
+	p := ingest.Parser{Dialect: ingest.Dialect{LiteralPrefix: []byte("prosody.")}}
+	for _, tt := range []struct{ line, labels string }{
+		{"prosody.prosody_module_status.:global.admin_shell:2|g", "host=:global,module=admin_shell"},
+		{"prosody.prosody_module_status.conference_localhost.muc:0|g", "host=conference.localhost,module=muc"},
+	} {
+		var smp ingest.Sample
+		if r := p.Parse([]byte(tt.line), &smp); r != ingest.ReasonNone {
+			t.Fatalf("%q: %v", tt.line, r)
+		}
+		mp, ok := m.Map(string(smp.Name), smp.Type, nil)
+		if !ok || mp.Family.Name != "prosody_module_status" || mp.Family.Type != model.Gauge || labelText(mp.Labels) != tt.labels ||
+			mp.Family.Help != "Prosody module status" {
+			t.Errorf("%q: %s %v %q %q", tt.line, mp.Family.Name, mp.Family.Type, labelText(mp.Labels), mp.Family.Help)
+		}
+	}
+	if m.state.UnknownNames() != 0 {
+		t.Errorf("%d unknown names", m.state.UnknownNames())
 	}
 }

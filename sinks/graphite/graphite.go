@@ -109,7 +109,7 @@ func (w *lineWriter) statsd(p *model.Point) {
 		w.timer(key, p.Stats)
 	case model.KindPrebucketed:
 		h := p.Histogram
-		for i, bucket := range w.series.Family().Buckets {
+		for i, bucket := range h.Layout {
 			// As Prosody writes it: ".bucket.<le>" with the le's "." as "_".
 			w.count(key+".bucket."+strings.ReplaceAll(bucket.LE, ".", "_"), "", h.DeltaBuckets[i], h.Buckets[i])
 		}
@@ -176,7 +176,7 @@ func (w *lineWriter) tagged(p *model.Point) {
 	switch {
 	case p.Histogram != nil:
 		h := p.Histogram
-		for i, bucket := range f.Buckets {
+		for i, bucket := range h.Layout {
 			w.taggedLine(f.Name+"_bucket", pick(h.DeltaBuckets[i], h.Buckets[i]), model.Label{Name: "le", Value: bucket.LE})
 		}
 		w.taggedLine(f.Name+"_sum", pick(h.DeltaSum, h.Sum))

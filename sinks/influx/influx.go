@@ -336,7 +336,7 @@ func (e *Encoder) etsyFields(p *model.Point, seconds float64) int {
 		h := p.Histogram
 		field("count", pick(h.DeltaCount, h.Count))
 		field("sum", pick(h.DeltaSum, h.Sum))
-		for i, bucket := range s.Family().Buckets {
+		for i, bucket := range h.Layout {
 			field(bucket.LE, pick(h.DeltaBuckets[i], h.Buckets[i]))
 		}
 	case model.KindPresummed:

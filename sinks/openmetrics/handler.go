@@ -27,12 +27,15 @@ type Access struct {
 type Handler struct {
 	model  *model.Model
 	access Access
+	opts   Options
 	logger *slog.Logger
 }
 
-// NewHandler returns the /metrics handler.
-func NewHandler(m *model.Model, access Access, logger *slog.Logger) *Handler {
-	return &Handler{model: m, access: access, logger: logger}
+// NewHandler returns the /metrics handler. opts shape the OpenMetrics text;
+// the Prometheus text format (for clients that do not ask for OpenMetrics)
+// is written by expfmt, which spells bounds its own way.
+func NewHandler(m *model.Model, access Access, opts Options, logger *slog.Logger) *Handler {
+	return &Handler{model: m, access: access, opts: opts, logger: logger}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +54,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if expfmt.NegotiateAccept(r.Header, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText).
 		FormatType() == expfmt.TypeOpenMetrics {
 		w.Header().Set("Content-Type", ContentType)
-		if err := Write(w, h.model); err != nil {
+		if err := Write(w, h.model, h.opts); err != nil {
 			h.logger.Debug("scrape cut short", "err", err)
 		}
 		return
@@ -136,8 +139,8 @@ func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 		switch {
 		case p.Histogram != nil:
 			h := &dto.Histogram{SampleCountFloat: proto.Float64(p.Histogram.Count), SampleSum: proto.Float64(p.Histogram.Sum)}
-			for j, b := range f.Buckets {
-				if j < len(f.Buckets)-1 { // +Inf is implied by the count
+			for j, b := range p.Histogram.Layout {
+				if j < len(p.Histogram.Layout)-1 { // +Inf is implied by the count
 					h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b.Bound),
 						CumulativeCountFloat: proto.Float64(p.Histogram.Buckets[j])})
 				}

@@ -20,7 +20,7 @@ import (
 // name, le only on buckets, quantile only on quantiles.
 func TestHostileTagsNeverBreakTheExposition(t *testing.T) {
 	var b bytes.Buffer
-	if err := Write(&b, modeltest.HostileModel(t)); err != nil {
+	if err := Write(&b, modeltest.HostileModel(t), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	mustParseAsOpenMetrics(t, b.Bytes())

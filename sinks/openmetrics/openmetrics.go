@@ -17,19 +17,27 @@ import (
 // ContentType is the OpenMetrics 1.0 media type.
 const ContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
+// Options shape the exposition.
+type Options struct {
+	// LEFormat spells le and quantile label values: as the client sent
+	// them, for Prometheus 2.x scraping text; or as Prometheus 3 stores
+	// them.
+	LEFormat model.LEFormat
+}
+
 // Write writes every family of m as OpenMetrics text.
 //
 // It is written here rather than with expfmt because expfmt re-spells
 // bucket bounds (le="1" becomes le="1.0"), and in Prometheus 2.x those are
 // different series: a Prosody dashboard written against Prosody's own
 // exposition must find the same ones here.
-func Write(w io.Writer, m *model.Model) error {
+func Write(w io.Writer, m *model.Model, opts Options) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
 	m.Gather(func(f *model.Family, points []model.Point) {
 		line = appendMetadata(line[:0], f)
 		for i := range points {
-			line = appendPoint(line, f, &points[i])
+			line = appendPoint(line, f, &points[i], opts.LEFormat)
 			if len(line) > 32<<10 {
 				bw.Write(line)
 				line = line[:0]
@@ -64,13 +72,13 @@ func appendMetadata(b []byte, f *model.Family) []byte {
 	return b
 }
 
-func appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
+func appendPoint(b []byte, f *model.Family, p *model.Point, le model.LEFormat) []byte {
 	labels := p.Series.Labels()
 	switch {
 	case p.Histogram != nil:
 		h := p.Histogram
-		for i, bucket := range f.Buckets {
-			b = appendSeries(b, f.Name, "_bucket", labels, model.Label{Name: "le", Value: bucket.LE})
+		for i, bucket := range h.Layout {
+			b = appendSeries(b, f.Name, "_bucket", labels, model.Label{Name: "le", Value: le.LE(bucket)})
 			b = appendValue(b, h.Buckets[i])
 		}
 		b = appendSample(b, f.Name, "_sum", labels, h.Sum)
@@ -80,7 +88,7 @@ func appendPoint(b []byte, f *model.Family, p *model.Point) []byte {
 		sm := p.Summary
 		for i, q := range f.Summary.Quantiles {
 			if i < len(sm.Quantiles) {
-				b = appendSeries(b, f.Name, "", labels, model.Label{Name: "quantile", Value: model.FormatLE(q)})
+				b = appendSeries(b, f.Name, "", labels, model.Label{Name: "quantile", Value: le.Quantile(q)})
 				b = appendValue(b, sm.Quantiles[i])
 			}
 		}

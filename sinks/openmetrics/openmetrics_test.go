@@ -2,6 +2,7 @@ package openmetrics
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,13 +14,14 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 
+	"github.com/statsbridge/statsbridge/model"
 	"github.com/statsbridge/statsbridge/model/modeltest"
 )
 
 func TestWrite(t *testing.T) {
 	m := modeltest.Model(t, "hits:3|c|#path:/a\"b\\c", "temp:21.5|g", "inf:inf|g")
 	var b bytes.Buffer
-	if err := Write(&b, m); err != nil {
+	if err := Write(&b, m, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -48,7 +50,7 @@ func TestHandlerNegotiatesAndLimitsAccess(t *testing.T) {
 	loopback := netip.MustParsePrefix("127.0.0.0/8")
 	proxy := netip.MustParsePrefix("10.0.0.1/32")
 	h := NewHandler(m, Access{Allow: []netip.Prefix{loopback, netip.MustParsePrefix("192.168.0.0/16")}, TrustedProxies: []netip.Prefix{proxy}},
-		slog.New(slog.DiscardHandler))
+		Options{}, slog.New(slog.DiscardHandler))
 	tests := []struct {
 		name, remote, accept, xff string
 		status                    int
@@ -151,7 +153,7 @@ func TestClientBehindTrustedProxies(t *testing.T) {
 func TestWriteHistogramsAndSummaries(t *testing.T) {
 	m := modeltest.Model(t, "api.time:100|ms", "api.time:300|ms")
 	var b bytes.Buffer
-	if err := Write(&b, m); err != nil {
+	if err := Write(&b, m, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -176,7 +178,7 @@ func TestWriteHistogramsAndSummaries(t *testing.T) {
 func TestConflictingTypesNeverBreakTheExposition(t *testing.T) {
 	m := modeltest.Model(t, "x:1|c", "x:2|g", "x:3|ms", "x:4|s", "x_total:5|c", "x:6|c|#k:v")
 	var b bytes.Buffer
-	if err := Write(&b, m); err != nil {
+	if err := Write(&b, m, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	mustParseAsOpenMetrics(t, b.Bytes())
@@ -201,5 +203,83 @@ func mustParseAsOpenMetrics(t *testing.T, page []byte) {
 		} else if err != nil {
 			t.Fatalf("prometheus' parser: %v\n%s", err, page)
 		}
+	}
+}
+
+// TestLEFormats writes one Prosody histogram and one summary both ways:
+// "prosody" keeps Prosody's spelling, and "float" is exactly what
+// Prometheus 3's parser makes of that spelling as it scrapes.
+func TestLEFormats(t *testing.T) {
+	m := modeltest.ProsodyModel(t,
+		"prosody.prosody_stats_collection_seconds.bucket.0_001:1|c", "prosody.prosody_stats_collection_seconds.bucket.1:1|c",
+		"prosody.prosody_stats_collection_seconds.bucket.+Inf:1|c", "prosody.prosody_stats_collection_seconds.count:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.4194304:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.16777216:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.+Inf:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.count:1|c",
+		"lat:5|ms")
+	pages := map[model.LEFormat]string{}
+	for _, f := range []model.LEFormat{model.LEAsSent, model.LEFloat} {
+		var b bytes.Buffer
+		if err := Write(&b, m, Options{LEFormat: f}); err != nil {
+			t.Fatal(err)
+		}
+		pages[f] = b.String()
+	}
+	for _, want := range []string{`le="0.001"`, `le="1"`, `le="4194304"`} {
+		if !strings.Contains(pages[model.LEAsSent], want) {
+			t.Errorf("as sent: no %s in\n%s", want, pages[model.LEAsSent])
+		}
+	}
+	// What Prometheus 3 stores from a scrape of the "prosody" page.
+	stored := map[string]bool{}
+	p, err := textparse.New([]byte(pages[model.LEAsSent]), "application/openmetrics-text", labels.NewSymbolTable(), textparse.ParserOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		entry, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entry == textparse.EntrySeries {
+			var ls labels.Labels
+			p.Labels(&ls)
+			stored[ls.String()] = true
+		}
+	}
+	// The "float" page, read without rewriting anything.
+	written := map[string]bool{}
+	for _, line := range strings.Split(pages[model.LEFloat], "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		ls := labels.NewBuilder(labels.EmptyLabels())
+		if labelText, _, ok := strings.Cut(rest, "}"); ok {
+			for _, pair := range strings.Split(labelText, ",") {
+				k, v, _ := strings.Cut(pair, "=")
+				ls.Set(k, strings.Trim(v, `"`))
+			}
+		} else {
+			name, _, _ = strings.Cut(line, " ")
+		}
+		written[ls.Set("__name__", name).Labels().String()] = true
+	}
+	for s := range stored {
+		if !written[s] {
+			t.Errorf("Prometheus 3 stores %s; the float page lacks it", s)
+		}
+	}
+	for s := range written {
+		if !stored[s] {
+			t.Errorf("the float page has %s; Prometheus 3 stores no such series", s)
+		}
+	}
+	if !strings.Contains(pages[model.LEFloat], `le="4.194304e+06"`) || !strings.Contains(pages[model.LEFloat], `le="1.0"`) {
+		t.Errorf("float page:\n%s", pages[model.LEFloat])
 	}
 }

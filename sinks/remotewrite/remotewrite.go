@@ -28,6 +28,10 @@ type Options struct {
 	// name_created series, as Prometheus 2.x stores them when it scrapes
 	// OpenMetrics (Prosody's mod_http_openmetrics, say).
 	CreatedSeries bool
+	// LEFormat spells le and quantile label values: as the client sent
+	// them (what Prometheus 2.x stores from a text scrape of Prosody), or
+	// as Prometheus 3 stores them.
+	LEFormat model.LEFormat
 }
 
 // Encoder writes OpenMetrics names (counters as name_total, histograms as
@@ -78,15 +82,15 @@ func (e *Encoder) appendPoint(b []byte, f *model.Family, p *model.Point) []byte 
 	created := float64(p.Series.Created().UnixNano()) / 1e9
 	switch {
 	case p.Histogram != nil:
-		for i, bucket := range f.Buckets {
-			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], model.Label{Name: "le", Value: bucket.LE})
+		for i, bucket := range p.Histogram.Layout {
+			b = e.appendSeries(b, f.Name+"_bucket", labels, p.Histogram.Buckets[i], model.Label{Name: "le", Value: e.opts.LEFormat.LE(bucket)})
 		}
 		b = e.appendSeries(b, f.Name+"_sum", labels, p.Histogram.Sum)
 		b = e.appendSeries(b, f.Name+"_count", labels, p.Histogram.Count)
 	case p.Summary != nil:
 		for i, q := range f.Summary.Quantiles {
 			if i < len(p.Summary.Quantiles) {
-				b = e.appendSeries(b, f.Name, labels, p.Summary.Quantiles[i], model.Label{Name: "quantile", Value: model.FormatLE(q)})
+				b = e.appendSeries(b, f.Name, labels, p.Summary.Quantiles[i], model.Label{Name: "quantile", Value: e.opts.LEFormat.Quantile(q)})
 			}
 		}
 		b = e.appendSeries(b, f.Name+"_sum", labels, p.Summary.Sum)

@@ -190,3 +190,42 @@ func TestSeriesLabelsAreMergedAndSorted(t *testing.T) {
 		})
 	}
 }
+
+// TestLEFormat sends a Prosody histogram's le as Prosody spells it, or as
+// Prometheus 3 would have stored it from a scrape.
+func TestLEFormat(t *testing.T) {
+	m := modeltest.ProsodyModel(t, "prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.4194304:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.bucket.+Inf:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.upload_localhost.count:1|c")
+	for _, tt := range []struct {
+		format model.LEFormat
+		want   string
+	}{
+		{model.LEAsSent, "1024 4096 16384 65536 262144 1048576 4194304 +Inf"},
+		{model.LEFloat, "1024.0 4096.0 16384.0 65536.0 262144.0 1.048576e+06 4.194304e+06 +Inf"},
+	} {
+		f := modeltest.Flush(m, modeltest.Interval(start))
+		var batches []cork.Batch
+		buf := cork.NewBuffer(cork.Limits{Records: 100, Bytes: 1 << 20}, func(b cork.Batch) { batches = append(batches, b) })
+		buf.Cork()
+		NewEncoder(Options{LEFormat: tt.format}).Encode(f, buf)
+		buf.Uncork()
+		var les []string
+		for _, b := range batches {
+			var req prompb.WriteRequest
+			if err := req.Unmarshal(b.Data); err != nil {
+				t.Fatal(err)
+			}
+			for _, ts := range req.Timeseries {
+				for _, l := range ts.Labels {
+					if l.Name == "le" {
+						les = append(les, l.Value)
+					}
+				}
+			}
+		}
+		if got := strings.Join(les, " "); got != tt.want {
+			t.Errorf("format %d: le %s, want %s", tt.format, got, tt.want)
+		}
+	}
+}
