@@ -363,7 +363,7 @@ func (e *Encoder) prometheusFields(p *model.Point) int {
 	switch {
 	case p.Histogram != nil:
 		n += e.field("count", p.Histogram.Count) + e.field("sum", p.Histogram.Sum)
-		for i, b := range f.Buckets {
+		for i, b := range p.Histogram.Layout {
 			n += e.field(strconv.FormatFloat(b.Bound, 'g', -1, 64), p.Histogram.Buckets[i])
 		}
 	case p.Summary != nil:

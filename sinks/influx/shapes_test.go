@@ -122,3 +122,24 @@ func TestPrometheusShape(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestPrometheusShapeFollowsTheSendersLayout: a Prosody histogram whose
+// layout the wire shows shorter than the catalog's (mod_http_file_share at
+// a 3 MiB limit stops at 4194304) has a field per bound it has, never one
+// it lacks.
+func TestPrometheusShapeFollowsTheSendersLayout(t *testing.T) {
+	m := modeltest.ProsodyModel(t,
+		"prosody.prosody_mod_http_file_share.upload_bytes.localhost.bucket.4194304:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.localhost.bucket.+Inf:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.localhost.count:1|c",
+		"prosody.prosody_mod_http_file_share.upload_bytes.localhost.sum:2000000|g",
+	)
+	enc := NewEncoder(Options{Shape: ShapePrometheus, Cumulative: true, ProsodyPrefix: "prosody"})
+	got := modeltest.Lines(modeltest.Flush(m, modeltest.Interval(start)), enc.Encode)
+	if len(got) != 1 {
+		t.Fatalf("got %q", got)
+	}
+	if !strings.Contains(got[0], "4.194304e+06=1,+Inf=1") || strings.Contains(got[0], "1.6777216e+07") {
+		t.Errorf("got %s: want the sender's buckets, up to 4194304 and +Inf", got[0])
+	}
+}
