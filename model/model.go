@@ -56,48 +56,6 @@ type limits struct {
 	exactSetMembers  int
 }
 
-// DropReason says why a sample did not reach a series.
-type DropReason uint8
-
-// The reasons the model drops a sample or refuses a series.
-const (
-	DropMapping            DropReason = iota // a mapping's action: drop
-	DropMaxSeries                            // limits.max_series reached
-	DropMaxSeriesPerFamily                   // limits.max_series_per_family reached
-	DropTooManyLabels                        // limits.max_labels
-	DropNameTooLong                          // limits.max_name_length
-	DropLabelValueTooLong                    // limits.max_label_value_length
-	// DropNonFinite: applying the sample would have made the series'
-	// state infinite or NaN (a huge value, a tiny sample rate).
-	DropNonFinite
-	// DropMaxBuckets: a bucket line of a histogram that arrives in parts
-	// names a bound past the 64 its series may know.
-	DropMaxBuckets
-	numDropReasons
-)
-
-var dropReasonNames = [numDropReasons]string{
-	"mapping_drop", "max_series", "max_series_per_family", "max_labels", "name_too_long", "label_value_too_long",
-	"non_finite", "max_buckets",
-}
-
-func (r DropReason) String() string { return dropReasonNames[r] }
-
-// SeriesLimit reports whether the reason is a cap on the number of series
-// (counted as dropped series) rather than a refused sample.
-func (r DropReason) SeriesLimit() bool { return r == DropMaxSeries || r == DropMaxSeriesPerFamily }
-
-// DropReasons lists every reason the model drops a sample.
-func DropReasons() []DropReason {
-	rs := make([]DropReason, numDropReasons)
-	for i := range rs {
-		rs[i] = DropReason(i)
-	}
-	return rs
-}
-
-const cacheShards = 64
-
 // Model is the registry of families and series. Readers apply samples
 // through Writers without a global lock: a name is looked up in a sharded
 // cache and the series has a lock of its own. Only a name seen for the first
@@ -132,32 +90,6 @@ type mapperSet struct {
 	mappers    []Mapper
 	observers  ObserverDefaults
 	generation uint32
-}
-
-// cacheKey stands for a raw StatsD key (type, name and tags as sent): two
-// 64-bit hashes of it with random seeds. The cache never holds the key
-// itself, so a name costs the same however long it is; two keys are taken
-// for one only if both hashes collide, which takes about 2^64 names.
-type cacheKey struct{ lo, hi uint64 }
-
-// cacheShard is one part of the name cache. Both maps are keyed by the
-// first hash (a map keyed by a uint64 is several times faster than one
-// keyed by a pair). bound holds the names bound to a series, each binding
-// with the second hash to tell names apart. refused holds refused names by
-// the first hash alone, the cheaper the better as a flood of refused names
-// is what it must survive: with n refusals held, a new name is taken for a
-// refused one (and refused until that refusal is forgotten) with
-// probability n/2^64.
-type cacheShard struct {
-	mu      sync.RWMutex
-	bound   map[uint64]binding
-	refused map[uint64]refusal
-}
-
-func (sh *cacheShard) reset() {
-	sh.mu.Lock()
-	sh.bound, sh.refused = map[uint64]binding{}, map[uint64]refusal{}
-	sh.mu.Unlock()
 }
 
 type familyEntry struct {
@@ -209,12 +141,6 @@ func New(opts Options) *Model {
 	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers, generation: 1})
 	return m
 }
-
-// refusalMemory is how long a name refused at a series cap or for a type
-// conflict stays refused before the model looks again (a series or family
-// may have expired and made room). A mapping's drop and a label limit
-// depend only on the name and the mappers, so they stay until a reload.
-const refusalMemory = 10 * time.Second
 
 // SetMappers replaces the mappers (a reloaded mapping file) and forgets every
 // cached name, so that names map anew. Series already made keep their state.
@@ -291,20 +217,6 @@ func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
 		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.Name)
 	}
 	return true
-}
-
-// appendCacheKey writes what identifies a line's series before mapping: its
-// type, name and tags as sent.
-func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
-	b = append(b, byte(smp.Type))
-	b = append(b, smp.Name...)
-	for _, t := range smp.Tags {
-		b = append(b, 0x1e)
-		b = append(b, t.Key...)
-		b = append(b, 0x1f)
-		b = append(b, t.Value...)
-	}
-	return b
 }
 
 // bind maps a name seen for the first time (or again after it expired) to
@@ -386,18 +298,6 @@ func (m *Model) settle(mp *Mapping) {
 		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
 }
 
-func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
-	shard.mu.Lock()
-	if len(shard.refused) >= m.refusedLimit {
-		for k := range shard.refused { // evict one at random
-			delete(shard.refused, k)
-			break
-		}
-	}
-	shard.refused[key] = r
-	shard.mu.Unlock()
-}
-
 // mapSample runs the mappers in order, then the default mapping.
 func (m *Model) mapSample(ms *mapperSet, name string, t ingest.Type, tags Labels) Mapping {
 	for _, mp := range ms.mappers {
@@ -452,44 +352,6 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 	m.nseries.Add(1)
 	return s, refusal{}
 }
-
-// countRefused counts a sample that r refuses. A conflict, a mapping's drop
-// and a label limit count every sample; a series cap counts the series it
-// refused, so a remembered refusal at a cap counts nothing.
-func (m *Model) countRefused(r refusal, remembered bool) {
-	switch {
-	case r.conflict:
-		m.conflicts.Add(1)
-	case r.reason.SeriesLimit() && remembered:
-	default:
-		m.dropped[r.reason].Add(1)
-	}
-}
-
-// logRefused logs a refusal with the family it concerned (the name as sent
-// for a mapping's drop), through the throttle.
-func (m *Model) logRefused(r refusal, family, name string) {
-	switch {
-	case r.conflict:
-		m.conflictLog.Log("family", family)
-	case r.reason == DropMapping:
-		m.dropLog.Log("reason", r.reason.String(), "family", name)
-	default:
-		m.dropLog.Log("reason", r.reason.String(), "family", family)
-	}
-}
-
-// Dropped returns how many samples were dropped for a reason.
-func (m *Model) Dropped(r DropReason) uint64 { return m.dropped[r].Load() }
-
-// LabelFixCount returns how many labels were renamed or dropped for a
-// reason to keep their series valid. Labels are settled as a name is mapped,
-// so a name is counted when it is first seen (and again should it fall out
-// of the name cache), not for each of its samples.
-func (m *Model) LabelFixCount(r LabelFix) uint64 { return m.labelFixes[r].Load() }
-
-// Conflicts returns how many samples conflicted with their family's type.
-func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }
 
 // Register adds a series whose value is read from elsewhere when the model is
 // flushed or scraped: statsbridge's own metrics. A counter's read must never

@@ -93,33 +93,6 @@ func (s *Series) bucketIndex(b Bucket) (int, bool) {
 	return s.hist.bucketIndex(b)
 }
 
-// binding is what the model's name cache holds for a raw StatsD key bound
-// to a series: the series and how the line's values apply to it.
-type binding struct {
-	series *Series
-	hi     uint64 // the key's second hash (see cacheShard)
-	scale  float64
-	// generation is the mapper set the binding was made with: a reload
-	// makes every older binding a miss.
-	generation uint32
-	part       Part
-	// toSeconds divides a timer's values by 1000 for the histogram; the
-	// interval statistics keep the client's milliseconds.
-	toSeconds bool
-}
-
-// refusal is what the name cache holds for a refused raw StatsD key, so that
-// a name refused again and again (past a cap, in conflict, dropped by a
-// mapping) neither maps anew nor takes the registry lock for every line:
-// reason says why, or conflict that the name's type conflicts with its
-// family's. It is remembered until until.
-type refusal struct {
-	until      int64
-	generation uint32
-	reason     DropReason
-	conflict   bool
-}
-
 // applyResult is what became of a sample applied to a series.
 type applyResult uint8
 
