@@ -121,6 +121,13 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 	// waits for its backend to take batches holds up no other. None waits
 	// past until, when the next flush is due (or shutdown gives up).
 	uncork := func(iv cork.Interval, until time.Time) {
+		if len(pushes) == 0 {
+			// Nothing takes a point of every series: the interval ends
+			// for the series that changed, at the cost of those alone.
+			m.EndInterval(iv.End)
+			events.Flush()
+			return
+		}
 		flush.Interval = iv
 		m.Collect(flush)
 		ctx, cancel := context.WithDeadline(context.Background(), until)

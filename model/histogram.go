@@ -271,7 +271,12 @@ func (h *histogram) snapshot(p *HistogramPoint, family []Bucket, sn *snapshotter
 			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
 	}
 	if endInterval {
-		clear(h.dBuckets)
-		h.dCount, h.dSum = 0, 0
+		h.endInterval()
 	}
+}
+
+// endInterval starts the interval's changes over.
+func (h *histogram) endInterval() {
+	clear(h.dBuckets)
+	h.dCount, h.dSum = 0, 0
 }

@@ -3,16 +3,10 @@ package model
 import (
 	"hash/maphash"
 	"log/slog"
-	"math"
-	"runtime/debug"
-	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/statsbridge/statsbridge/cork"
-	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/throttle"
 )
 
@@ -60,6 +54,12 @@ type limits struct {
 // through Writers without a global lock: a name is looked up in a sharded
 // cache and the series has a lock of its own. Only a name seen for the first
 // time takes the registry lock.
+//
+// Ending an interval costs what changed since the last, not what exists:
+// series list themselves when they change (see markChanged), and expiry
+// finds what may have expired in lists kept in the order series last
+// changed. Only a push sink's flush, which needs a point for every series,
+// walks them all.
 type Model struct {
 	opts    Options
 	limits  limits
@@ -73,10 +73,23 @@ type Model struct {
 	// cache in bytes too.
 	boundLimit, refusedLimit int
 
+	// mu is the registry lock: families, their series, the order, the
+	// shapes and the expiry lists are guarded by it.
 	mu       sync.RWMutex
 	families map[string]*familyEntry
-	byID     map[string]*Series
+	order    familyOrder
+	shapes   map[string]*familyShape
+	expiries map[time.Duration]*expiryList
 	nseries  atomic.Int64 // written under mu; read without it
+	nself    atomic.Int64 // self-metrics, likewise
+
+	changed [changedShards]changedList
+	// ending is held by whatever ends an interval (Collect, EndInterval):
+	// one at a time. It guards what follows.
+	ending  sync.Mutex
+	lastEnd int64 // unix nanoseconds of the last interval's end
+	scratch []*Series
+	work    flushWork
 
 	dropped    [numDropReasons]atomic.Uint64
 	conflicts  atomic.Uint64
@@ -89,13 +102,7 @@ type Model struct {
 type mapperSet struct {
 	mappers    []Mapper
 	observers  ObserverDefaults
-	generation uint32
-}
-
-type familyEntry struct {
-	family *Family
-	kind   Kind
-	series []*Series
+	generation generation
 }
 
 // New returns an empty model.
@@ -115,13 +122,18 @@ func New(opts Options) *Model {
 	if opts.Observers.Type == Unknown {
 		opts.Observers = DefaultObservers
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	m := &Model{
 		opts:     opts,
 		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		families: map[string]*familyEntry{},
-		byID:     map[string]*Series{},
+		shapes:   map[string]*familyShape{},
+		expiries: map[time.Duration]*expiryList{},
+		lastEnd:  opts.Now().UnixNano(),
 		// Four names per series hold Prosody's histograms (a name per
 		// bucket); a refused name is remembered until as many names as
 		// there may be series were refused after it.
@@ -131,9 +143,6 @@ func New(opts Options) *Model {
 		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
 		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
 		fixLog:      opts.Events.Event(slog.LevelWarn, "renamed or dropped labels that would make a series invalid"),
-	}
-	if m.now == nil {
-		m.now = time.Now
 	}
 	for i := range m.cache {
 		m.cache[i].reset()
@@ -155,184 +164,23 @@ func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 	}
 }
 
-// Writer applies samples to the model for one reader goroutine. It keeps the
-// reader's scratch space, so that applying a sample to a series that exists
-// allocates nothing.
-type Writer struct {
-	m          *Model
-	key        []byte
-	now        int64
-	generation uint32
-}
-
-// NewWriter returns a Writer for one reader goroutine.
-func (m *Model) NewWriter() *Writer { return &Writer{m: m} }
-
-// Handle applies a batch of samples. It implements ingest.Handler.
-func (w *Writer) Handle(batch []ingest.Sample) {
-	w.now = w.m.now().UnixNano()
-	w.generation = w.m.mappers.Load().generation
-	for i := range batch {
-		w.apply(&batch[i])
-	}
-}
-
-func (w *Writer) apply(smp *ingest.Sample) {
-	w.key = appendCacheKey(w.key[:0], smp)
-	key := cacheKey{maphash.Bytes(w.m.seeds[0], w.key), maphash.Bytes(w.m.seeds[1], w.key)}
-	shard := &w.m.cache[key.lo%cacheShards]
-	shard.mu.RLock()
-	b, bound := shard.bound[key.lo]
-	bound = bound && b.hi == key.hi
-	var r refusal
-	var refused bool
-	if !bound {
-		r, refused = shard.refused[key.lo]
-	}
-	shard.mu.RUnlock()
-	switch {
-	case bound && b.generation == w.generation && w.applyTo(&b, smp):
-		return
-	case !bound && refused && r.generation == w.generation && w.now < r.until:
-		w.m.countRefused(r, true)
-		return
-	}
-	// A series can expire between its binding and its sample: bind again.
-	for range 3 {
-		b, ok := w.m.bind(shard, key, smp, w.now)
-		if !ok || w.applyTo(&b, smp) {
-			return
-		}
-	}
-}
-
-// applyTo applies a sample to the series b binds it to. It reports false
-// when the series has expired, so the name must be bound again.
-func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
-	switch b.series.apply(b, smp, w.now, &w.m.limits) {
-	case expired:
-		return false
-	case nonFinite:
-		w.m.dropped[DropNonFinite].Add(1)
-		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.Name)
-	}
-	return true
-}
-
-// bind maps a name seen for the first time (or again after it expired) to
-// its series, creating family and series as needed, and caches the result.
-// It reports false when the sample must be dropped.
-func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now int64) (binding, bool) {
-	ms := m.mappers.Load()
-	name := string(smp.Name)
-	tags := tagLabels(smp.Tags)
-	mapping := m.mapSample(ms, name, smp.Type, tags)
-	refuse := func(r refusal) (binding, bool) {
-		r.generation = ms.generation
-		m.cacheRefusal(shard, key.lo, r)
-		m.countRefused(r, false)
-		m.logRefused(r, mapping.Family.Name, name)
-		return binding{}, false
-	}
-	if mapping.Drop {
-		return refuse(refusal{reason: DropMapping, until: math.MaxInt64})
-	}
-	m.settle(&mapping)
-	if r, bad := m.checkLimits(&mapping); bad {
-		return refuse(refusal{reason: r, until: math.MaxInt64})
-	}
-	id := identity(mapping.Family.Name, mapping.Labels)
-
-	m.mu.Lock()
-	s := m.byID[id]
-	var r refusal
-	switch {
-	case s == nil:
-		key := mapping.Key
-		if key == "" {
-			key = name
-		}
-		s, r = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
-	case s.kind != mapping.Kind:
-		s, r = nil, refusal{conflict: true}
-	}
-	m.mu.Unlock()
-	if s == nil {
-		r.until = now + int64(refusalMemory)
-		return refuse(r)
-	}
-	part := mapping.Part
-	if part == PartBucket {
-		i, ok := s.bucketIndex(mapping.Bucket)
-		if !ok {
-			return refuse(refusal{reason: DropMaxBuckets, until: now + int64(refusalMemory)})
-		}
-		part = Part(i)
-	}
-	b := binding{series: s, hi: key.hi, part: part, scale: mapping.Scale, generation: ms.generation,
-		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
-	shard.mu.Lock()
-	if len(shard.bound) >= m.boundLimit {
-		for k := range shard.bound { // evict one at random
-			delete(shard.bound, k)
-			break
-		}
-	}
-	shard.bound[key.lo] = b
-	shard.mu.Unlock()
-	return b, true
-}
-
-// settle makes a mapping's labels valid (see settleLabels) and counts what
-// that changed.
-func (m *Model) settle(mp *Mapping) {
-	var fixes [numLabelFixes]uint64
-	mp.Labels = settleLabels(mp.Labels, len(mp.Family.LabelNames), mp.Family.Type, &fixes)
-	if fixes == ([numLabelFixes]uint64{}) {
-		return
-	}
-	for r, n := range fixes {
-		m.labelFixes[r].Add(n)
-	}
-	m.fixLog.Log("family", mp.Family.Name, "le", fixes[FixLE], "quantile", fixes[FixQuantile],
-		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
-}
-
-// mapSample runs the mappers in order, then the default mapping.
-func (m *Model) mapSample(ms *mapperSet, name string, t ingest.Type, tags Labels) Mapping {
-	for _, mp := range ms.mappers {
-		if mapping, ok := mp.Map(name, t, tags); ok {
-			return mapping
-		}
-	}
-	return defaultMapping(name, t, tags, ms.observers)
-}
-
-func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
-	o := &m.opts
-	switch {
-	case o.MaxLabels > 0 && len(mp.Labels) > o.MaxLabels:
-		return DropTooManyLabels, true
-	case o.MaxNameLength > 0 && len(mp.Family.Name) > o.MaxNameLength:
-		return DropNameTooLong, true
-	}
-	if o.MaxLabelValueLength > 0 {
-		for _, l := range mp.Labels {
-			if len(l.Value) > o.MaxLabelValueLength {
-				return DropLabelValueTooLong, true
-			}
-		}
-	}
-	return 0, false
-}
-
-// register creates a series (and its family when new). m.mu is held. A name
-// whose family exists with another kind or shape is a conflict: the family
-// stays as it is. A refused series returns nil and the refusal.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
+// register creates a series (and its family when new), or finds the one
+// that exists. tags are the line's, as labels. m.mu is held. A name whose family exists with another kind
+// or shape is a conflict: the family stays as it is. A refused series
+// returns nil and the refusal.
+func (m *Model) register(mp *Mapping, key string, tags Labels, bindKey uint64, now int64) (*Series, refusal) {
+	h := m.labelsHash(mp.Labels)
 	fe := m.families[mp.Family.Name]
+	if fe != nil {
+		if s := fe.lookup(mp.Labels, h); s != nil {
+			if s.kind != mp.Kind {
+				return nil, refusal{conflict: true}
+			}
+			return s, refusal{}
+		}
+	}
 	switch {
-	case fe != nil && (fe.kind != mp.Kind || mp.Kind != KindPrebucketed && !fe.family.sameShape(&mp.Family)):
+	case fe != nil && (fe.kind != mp.Kind || mp.Kind != KindPrebucketed && !fe.shape.sameShape(&mp.Family)):
 		return nil, refusal{conflict: true}
 	case m.nseries.Load() >= int64(m.opts.MaxSeries):
 		return nil, refusal{reason: DropMaxSeries}
@@ -340,187 +188,77 @@ func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now in
 		return nil, refusal{reason: DropMaxSeriesPerFamily}
 	}
 	if fe == nil {
-		f := mp.Family
-		fe = &familyEntry{family: &f, kind: mp.Kind}
-		m.families[f.Name] = fe
+		fe, key = m.addFamily(&mp.Family, mp.Kind, key)
+	} else if len(fe.series) > 0 {
+		// The series of a family mostly share their StatsD name (they
+		// differ by tags) and their label names: they share one copy.
+		like := fe.series[0]
+		if key == like.key {
+			key = like.key
+		}
+		shareLabelNames(mp.Labels, like.labels)
 	}
 	// lastSeen starts at now so that an expiry running before the first
 	// sample is applied cannot take the series away.
-	s := newSeries(fe.family, mp.Kind, mp.Labels, key, tags, mp.TTL, now, mp.Guesses)
-	fe.series = append(fe.series, s)
-	m.byID[id] = s
+	s := newSeries(fe, mp.Kind, mp.Labels, key, settleLabels(tags, 0, Unknown, nil), now, mp.Guesses)
+	s.bindKey = bindKey
+	ttl := mp.TTL
+	if ttl == 0 {
+		ttl = m.opts.SeriesTTL
+	}
+	if ttl > 0 {
+		s.expiry = &expiryNode{list: m.expiryList(ttl), series: s}
+	}
+	m.addSeries(s, h)
 	m.nseries.Add(1)
+	// Listed at once: the interval's end puts it among the series of its
+	// TTL, even should no sample ever be applied to it.
+	s.listed = true
+	m.markChanged(s)
 	return s, refusal{}
+}
+
+// shareLabelNames makes the names of ls that are equal to those of like,
+// label by label, the same strings.
+func shareLabelNames(ls, like Labels) {
+	for i := range min(len(ls), len(like)) {
+		if ls[i].Name == like[i].Name {
+			ls[i].Name = like[i].Name
+		}
+	}
+}
+
+func (m *Model) addFamily(f *Family, kind Kind, key string) (*familyEntry, string) {
+	fe, key := m.newFamily(f, kind, key)
+	m.families[fe.name] = fe
+	m.order.fresh = append(m.order.fresh, fe)
+	return fe, key
 }
 
 // Register adds a series whose value is read from elsewhere when the model is
 // flushed or scraped: statsbridge's own metrics. A counter's read must never
-// decrease. Self-metrics do not count against the series limits.
+// decrease. Self-metrics do not count against the series limits, and never
+// expire.
 func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id := identity(fam.Name, labels)
-	if m.byID[id] != nil {
+	h := m.labelsHash(labels)
+	fe := m.families[fam.Name]
+	if fe != nil && fe.lookup(labels, h) != nil {
 		return
 	}
 	kind := KindGauge
 	if fam.Type == Counter {
 		kind = KindCounter
 	}
-	fe := m.families[fam.Name]
 	if fe == nil {
-		f := fam
-		fe = &familyEntry{family: &f, kind: kind}
-		m.families[fam.Name] = fe
+		fe, _ = m.addFamily(&fam, kind, fam.Name)
 	}
-	s := newSeries(fe.family, kind, labels, fam.Name, nil, 0, m.now().UnixNano(), nil)
-	s.read = read
-	fe.series = append(fe.series, s)
-	m.byID[id] = s
+	s := newSeries(fe, kind, labels, fam.Name, nil, m.now().UnixNano(), nil)
+	s.extra = &seriesExtra{read: read}
+	m.addSeries(s, h)
+	m.nself.Add(1)
 }
 
 // Series returns how many series the model holds (self-metrics aside).
 func (m *Model) Series() int { return int(m.nseries.Load()) }
-
-// Flush is one flush interval's snapshot: a point for every live series.
-// The points, and what they point to, are valid until the Flush is
-// collected into again.
-type Flush struct {
-	cork.Interval
-	Points []Point
-	arena  snapshotter
-}
-
-// Collect ends the interval: it fills f with a point for every live series,
-// family by family in name order, and starts the next interval. Series idle
-// for longer than their TTL are removed afterwards.
-func (m *Model) Collect(f *Flush) {
-	f.Points = f.Points[:0]
-	f.arena.reset()
-	f.arena.percentiles = m.opts.Percentiles
-	f.arena.now = f.End.UnixNano()
-	m.gather(func(_ *Family, series []*Series) {
-		for _, s := range series {
-			f.Points = append(f.Points, Point{})
-			f.arena.take(s, &f.Points[len(f.Points)-1], true)
-		}
-	})
-	m.expire(f.End.UnixNano())
-}
-
-// Gather calls fn for every family, in name order, with the current points
-// of its series. It does not end the interval: it is for scrapes.
-func (m *Model) Gather(fn func(f *Family, points []Point)) {
-	var points []Point
-	sn := snapshotter{now: m.now().UnixNano()}
-	m.gather(func(f *Family, series []*Series) {
-		points = points[:0]
-		sn.reset()
-		for _, s := range series {
-			points = append(points, Point{})
-			sn.take(s, &points[len(points)-1], false)
-		}
-		fn(f, points)
-	})
-}
-
-// gather calls fn for every family in name order, with a copy of its series
-// list taken under the registry lock.
-func (m *Model) gather(fn func(f *Family, series []*Series)) {
-	m.mu.RLock()
-	names := make([]string, 0, len(m.families))
-	for name := range m.families {
-		names = append(names, name)
-	}
-	m.mu.RUnlock()
-	sort.Strings(names)
-	var series []*Series
-	for _, name := range names {
-		m.mu.RLock()
-		fe := m.families[name]
-		if fe != nil {
-			series = append(series[:0], fe.series...)
-		}
-		m.mu.RUnlock()
-		if fe != nil && len(series) > 0 {
-			fn(fe.family, series)
-		}
-	}
-}
-
-// expire removes series whose TTL passed without a sample. A counter that
-// comes back starts again with a new created time, so Prometheus sees a
-// proper reset.
-func (m *Model) expire(now int64) {
-	m.mu.Lock()
-	before := len(m.byID)
-	removed := 0
-	for name, fe := range m.families {
-		kept := fe.series[:0]
-		for _, s := range fe.series {
-			ttl := s.ttl
-			if ttl == 0 {
-				ttl = m.opts.SeriesTTL
-			}
-			if ttl > 0 && s.expireIfIdle(now-int64(ttl)) {
-				delete(m.byID, identity(name, s.labels))
-				m.nseries.Add(-1)
-				removed++
-				continue
-			}
-			kept = append(kept, s)
-		}
-		clear(fe.series[len(kept):])
-		fe.series = kept
-		if len(kept) == 0 {
-			delete(m.families, name)
-		}
-	}
-	// Go's maps never shrink: after a mass expiry they would hold the
-	// memory of every series that went. Built anew, they are sized to what
-	// is left.
-	mass := removed >= massExpiry && removed >= before/4
-	if mass {
-		m.families = resized(m.families)
-		m.byID = resized(m.byID)
-		for _, fe := range m.families {
-			fe.series = slices.Clone(fe.series)
-		}
-	}
-	m.mu.Unlock()
-	if removed == 0 {
-		return
-	}
-	for i := range m.cache {
-		sh := &m.cache[i]
-		sh.mu.Lock()
-		for k, b := range sh.bound {
-			if b.series.removed.Load() {
-				delete(sh.bound, k)
-			}
-		}
-		if mass {
-			sh.bound, sh.refused = resized(sh.bound), resized(sh.refused)
-		}
-		sh.mu.Unlock()
-	}
-	if mass {
-		// Hand the freed pages back to the system now: a mass expiry is
-		// rare, and an operator watching RSS expects it to fall.
-		debug.FreeOSMemory()
-	}
-}
-
-// resized copies a map into one sized to what it holds. (maps.Clone copies
-// the size as well.)
-func resized[K comparable, V any](m map[K]V) map[K]V {
-	n := make(map[K]V, len(m))
-	for k, v := range m {
-		n[k] = v
-	}
-	return n
-}
-
-// massExpiry is how many series must expire at once (and at least a
-// quarter of them) for the model to rebuild its maps.
-const massExpiry = 4096

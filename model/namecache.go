@@ -59,6 +59,18 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 	return b
 }
 
+func (m *Model) cacheBinding(shard *cacheShard, key uint64, b binding) {
+	shard.mu.Lock()
+	if len(shard.bound) >= m.boundLimit {
+		for k := range shard.bound { // evict one at random
+			delete(shard.bound, k)
+			break
+		}
+	}
+	shard.bound[key] = b
+	shard.mu.Unlock()
+}
+
 func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
 	shard.mu.Lock()
 	if len(shard.refused) >= m.refusedLimit {
@@ -72,19 +84,23 @@ func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
 }
 
 // binding is what the model's name cache holds for a raw StatsD key bound
-// to a series: the series and how the line's values apply to it.
+// to a series: the series and how the line's values apply to it. There is
+// one for every name, so it is kept to 24 bytes.
 type binding struct {
 	series *Series
-	hi     uint64 // the key's second hash (see cacheShard)
 	scale  float64
-	// generation is the mapper set the binding was made with: a reload
-	// makes every older binding a miss.
-	generation uint32
+	// hi is half the key's second hash (see cacheShard): with the first,
+	// two keys are taken for one only if 96 bits of hash collide.
+	hi         uint32
+	generation generation
 	part       Part
-	// toSeconds divides a timer's values by 1000 for the histogram; the
-	// interval statistics keep the client's milliseconds.
-	toSeconds bool
 }
+
+// generation numbers the mapper sets: a binding or refusal made with
+// another set than the current one is a miss. It wraps after 65,536
+// reloads, which is harmless: every reload empties the cache, so a binding
+// outlives at most the one reload it raced with.
+type generation uint16
 
 // refusal is what the name cache holds for a refused raw StatsD key, so that
 // a name refused again and again (past a cap, in conflict, dropped by a
@@ -93,7 +109,45 @@ type binding struct {
 // family's. It is remembered until until.
 type refusal struct {
 	until      int64
-	generation uint32
+	generation generation
 	reason     DropReason
 	conflict   bool
+}
+
+// forget drops the binding an expired series was registered under. Other
+// names bound to it (the bucket lines of a Prosody histogram) stay until
+// they are evicted, seen again, or a mass expiry sweeps the cache.
+func (m *Model) forget(s *Series) {
+	shard := &m.cache[s.bindKey%cacheShards]
+	shard.mu.Lock()
+	if b, ok := shard.bound[s.bindKey]; ok && b.series == s {
+		delete(shard.bound, s.bindKey)
+	}
+	shard.mu.Unlock()
+}
+
+// sweep drops every binding to an expired series and sizes the cache's
+// maps to what is left: after a mass expiry.
+func (m *Model) sweep() {
+	for i := range m.cache {
+		sh := &m.cache[i]
+		sh.mu.Lock()
+		for k, b := range sh.bound {
+			if b.series.removed.Load() {
+				delete(sh.bound, k)
+			}
+		}
+		sh.bound, sh.refused = resized(sh.bound), resized(sh.refused)
+		sh.mu.Unlock()
+	}
+}
+
+// resized copies a map into one sized to what it holds. (maps.Clone copies
+// the size as well.)
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	n := make(map[K]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n
 }

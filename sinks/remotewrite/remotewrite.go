@@ -62,17 +62,19 @@ const (
 // Encode implements sinks.Encoder.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 	e.ms = f.End.UnixMilli()
-	var family *model.Family
+	var family model.Family
+	started := false
 	for i := range f.Points {
 		p := &f.Points[i]
 		if e.opts.DeleteIdle && !p.Touched {
 			continue
 		}
-		if fam := p.Series.Family(); fam != family {
-			family = fam
-			buf.Append(func(b []byte) []byte { return appendMetadata(b, fam) })
+		// Families have names of their own: a new name is a new family.
+		if fam := p.Series.Family(); !started || fam.Name != family.Name {
+			family, started = fam, true
+			buf.Append(func(b []byte) []byte { return appendMetadata(b, &family) })
 		}
-		buf.Append(func(b []byte) []byte { return e.appendPoint(b, family, p) })
+		buf.Append(func(b []byte) []byte { return e.appendPoint(b, &family, p) })
 	}
 }
 
