@@ -62,6 +62,9 @@ func (m *Model) Collect(f *Flush) {
 func (m *Model) EndInterval(end time.Time) {
 	m.ending.Lock()
 	defer m.ending.Unlock()
+	// New families take their place in the order now, while they are few,
+	// rather than all at the next scrape.
+	m.ordered()
 	changed := m.takeChanged()
 	for _, list := range changed {
 		m.work.intervalsEnded.Add(int64(len(list)))
@@ -332,14 +335,13 @@ func (m *Model) expire(now int64) {
 	// is left.
 	mass := len(gone) >= massExpiry && len(gone) >= before/4
 	if mass {
-		m.families = resized(m.families)
-		for _, fe := range m.families {
-			fe.series = slices.Clone(fe.series)
-			if fe.index != nil {
-				m.buildIndex(fe)
-			}
-		}
 		m.order.rebuild()
+		for fe := range m.order.view.all() {
+			m.shrink(fe)
+		}
+		for _, fe := range m.order.fresh {
+			m.shrink(fe)
+		}
 	}
 	m.mu.Unlock()
 	if mass {
@@ -352,6 +354,14 @@ func (m *Model) expire(now int64) {
 	}
 	for _, s := range gone {
 		m.forget(s)
+	}
+}
+
+// shrink sizes a family's series and index to what it holds. m.mu is held.
+func (m *Model) shrink(fe *familyEntry) {
+	fe.series = slices.Clone(fe.series)
+	if fe.index != nil {
+		m.buildIndex(fe)
 	}
 }
 

@@ -137,7 +137,7 @@ func TestHeapPerSeries(t *testing.T) {
 		format string
 		bound  uint64 // bytes a series may take, the flush's point included
 	}{
-		{"a family per series", "app.requests.%d:1|c", 550},
+		{"a family per series", "app.requests.%d:1|c", 480},
 		{"one family, a tag per series", "app.requests:1|c|#shard:%d", 400},
 	}
 	for _, tt := range tests {

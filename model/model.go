@@ -73,10 +73,9 @@ type Model struct {
 	// cache in bytes too.
 	boundLimit, refusedLimit int
 
-	// mu is the registry lock: families, their series, the order, the
-	// shapes and the expiry lists are guarded by it.
+	// mu is the registry lock: the families (in order), their series,
+	// the shapes and the expiry lists are guarded by it.
 	mu       sync.RWMutex
-	families map[string]*familyEntry
 	order    familyOrder
 	shapes   map[string]*familyShape
 	expiries map[time.Duration]*expiryList
@@ -130,7 +129,6 @@ func New(opts Options) *Model {
 		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		families: map[string]*familyEntry{},
 		shapes:   map[string]*familyShape{},
 		expiries: map[time.Duration]*expiryList{},
 		lastEnd:  opts.Now().UnixNano(),
@@ -170,7 +168,7 @@ func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 // returns nil and the refusal.
 func (m *Model) register(mp *Mapping, key string, tags Labels, bindKey uint64, now int64) (*Series, refusal) {
 	h := m.labelsHash(mp.Labels)
-	fe := m.families[mp.Family.Name]
+	fe := m.order.find(mp.Family.Name)
 	if fe != nil {
 		if s := fe.lookup(mp.Labels, h); s != nil {
 			if s.kind != mp.Kind {
@@ -230,8 +228,7 @@ func shareLabelNames(ls, like Labels) {
 
 func (m *Model) addFamily(f *Family, kind Kind, key string) (*familyEntry, string) {
 	fe, key := m.newFamily(f, kind, key)
-	m.families[fe.name] = fe
-	m.order.fresh = append(m.order.fresh, fe)
+	m.order.add(fe)
 	return fe, key
 }
 
@@ -243,7 +240,7 @@ func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	h := m.labelsHash(labels)
-	fe := m.families[fam.Name]
+	fe := m.order.find(fam.Name)
 	if fe != nil && fe.lookup(labels, h) != nil {
 		return
 	}

@@ -3,6 +3,7 @@ package model
 import (
 	"hash/maphash"
 	"iter"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -39,12 +40,14 @@ const maxShapes = 4096
 
 // familyEntry is a registered family and its series.
 type familyEntry struct {
-	name, help string
-	shape      *familyShape
-	kind       Kind
-
-	// Guarded by the registry lock.
+	// text is the family's name then its help, in one string.
+	text    string
+	nameLen uint32
+	kind    Kind
+	// removed is guarded by the registry lock, as are series and index.
+	// (It sits here, where kind leaves room: an entry takes 64 bytes.)
 	removed bool
+	shape   *familyShape
 	series  []*Series
 	index   *familyIndex // nil while the family is small
 }
@@ -63,23 +66,26 @@ const smallFamily = 8
 // Family returns the registered family.
 func (fe *familyEntry) Family() Family {
 	sh := fe.shape
-	return Family{Name: fe.name, Type: sh.typ, Unit: sh.unit, Help: fe.help, LabelNames: sh.labelNames,
+	return Family{Name: fe.name(), Type: sh.typ, Unit: sh.unit, Help: fe.text[fe.nameLen:], LabelNames: sh.labelNames,
 		Buckets: sh.buckets, Summary: sh.summary}
 }
+
+func (fe *familyEntry) name() string { return fe.text[:fe.nameLen] }
 
 // newFamily makes the entry of a family whose first series comes from the
 // StatsD name key, and returns the copy of key that series is to keep.
 func (m *Model) newFamily(f *Family, kind Kind, key string) (*familyEntry, string) {
-	fe := &familyEntry{kind: kind, shape: m.internShape(f)}
-	fe.name, fe.help, key = packStrings(f.Name, f.Help, key)
+	fe := &familyEntry{kind: kind, shape: m.internShape(f), nameLen: uint32(len(f.Name))}
+	fe.text, key = packStrings(f.Name, f.Help, key)
 	return fe, key
 }
 
-// packStrings stores a family's name, its help and the StatsD name of its
-// first series in one allocation. The name is shared with the end of the
-// help when the help ends with it, as the default mapping's help
-// ("StatsD counter api.requests") does.
-func packStrings(name, help, key string) (string, string, string) {
+// packStrings stores a family's name and help, and the StatsD name of its
+// first series, in one allocation: it returns the name and help in one
+// string, and the key. The key is the end of the help when the help ends
+// with it, as the default mapping's help ("StatsD counter api.requests")
+// does.
+func packStrings(name, help, key string) (text, sharedKey string) {
 	shared := strings.HasSuffix(help, key)
 	var b strings.Builder
 	n := len(name) + len(help)
@@ -93,11 +99,11 @@ func packStrings(name, help, key string) (string, string, string) {
 		b.WriteString(key)
 	}
 	all := b.String()
-	name, help = all[:len(name)], all[len(name):len(name)+len(help)]
+	text = all[:len(name)+len(help)]
 	if shared {
-		return name, help, help[len(help)-len(key):]
+		return text, text[len(text)-len(key):]
 	}
-	return name, help, all[len(name)+len(help):]
+	return text, all[len(text):]
 }
 
 // internShape returns the shared shape of f. m.mu is held.
@@ -217,27 +223,30 @@ func (m *Model) removeSeries(s *Series) {
 	}
 	m.nseries.Add(-1)
 	if len(fe.series) == 0 {
-		fe.removed = true
-		delete(m.families, fe.name)
-		m.order.removed++
+		m.order.remove(fe)
 	}
 }
 
-// familyOrder keeps the families in name order without sorting them all
-// again: families registered since the order was last rebuilt wait in
+// familyOrder holds the families, in name order, without sorting them all
+// again: families registered since the order was last looked at wait in
 // fresh, unsorted, until a flush or a scrape sorts them (alone) and notes
 // where each goes among the ordered ones. The order is rebuilt only when
 // the added or the removed families are many, so that keeping it costs a
 // flush about what changed. Readers keep a view and walk it without the
 // lock: a view is never changed, only replaced.
+//
+// It is also how a family is found by name: by a binary search of the
+// view, or in fresh. A map of every family by name would cost a million
+// families about 60 MB more.
 type familyOrder struct {
 	view    orderView
-	fresh   []*familyEntry
+	fresh   map[string]*familyEntry
 	removed int // families gone since the order was rebuilt
 }
 
 // orderView is the families in name order: sorted, with added (each with
-// the index in sorted it comes before) merged in as it is walked.
+// the index in sorted it comes before, so also in name order) merged in as
+// it is walked. Both may hold families that were removed since.
 type orderView struct {
 	sorted []*familyEntry
 	added  []addedFamily
@@ -246,6 +255,45 @@ type orderView struct {
 type addedFamily struct {
 	at int
 	fe *familyEntry
+}
+
+// find returns the registered family of the name, or nil.
+func (o *familyOrder) find(name string) *familyEntry {
+	if fe := o.fresh[name]; fe != nil {
+		return fe
+	}
+	v := &o.view
+	i, _ := slices.BinarySearchFunc(v.sorted, name, func(fe *familyEntry, name string) int { return strings.Compare(fe.name(), name) })
+	for ; i < len(v.sorted) && v.sorted[i].name() == name; i++ {
+		if !v.sorted[i].removed {
+			return v.sorted[i]
+		}
+	}
+	i, _ = slices.BinarySearchFunc(v.added, name, func(a addedFamily, name string) int { return strings.Compare(a.fe.name(), name) })
+	for ; i < len(v.added) && v.added[i].fe.name() == name; i++ {
+		if !v.added[i].fe.removed {
+			return v.added[i].fe
+		}
+	}
+	return nil
+}
+
+// add registers a new family.
+func (o *familyOrder) add(fe *familyEntry) {
+	if o.fresh == nil {
+		o.fresh = map[string]*familyEntry{}
+	}
+	o.fresh[fe.name()] = fe
+}
+
+// remove unregisters a family whose last series went.
+func (o *familyOrder) remove(fe *familyEntry) {
+	fe.removed = true
+	if o.fresh[fe.name()] == fe {
+		delete(o.fresh, fe.name())
+	} else {
+		o.removed++
+	}
 }
 
 // all yields the families in name order, removed ones included (the
@@ -285,20 +333,21 @@ func (m *Model) ordered() orderView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(o.fresh) > 0 {
-		m.work.namesSorted.Add(int64(len(o.fresh)))
-		slices.SortFunc(o.fresh, func(a, b *familyEntry) int { return strings.Compare(a.name, b.name) })
-		added := make([]addedFamily, 0, len(o.view.added)+len(o.fresh))
+		fresh := slices.SortedFunc(maps.Values(o.fresh), func(a, b *familyEntry) int { return strings.Compare(a.name(), b.name()) })
+		m.work.namesSorted.Add(int64(len(fresh)))
+		added := make([]addedFamily, 0, len(o.view.added)+len(fresh))
 		old := o.view.added
-		for _, fe := range o.fresh {
-			at, _ := slices.BinarySearchFunc(o.view.sorted, fe.name, func(e *familyEntry, name string) int { return strings.Compare(e.name, name) })
-			for len(old) > 0 && (old[0].at < at || old[0].at == at && old[0].fe.name < fe.name) {
+		for _, fe := range fresh {
+			at, _ := slices.BinarySearchFunc(o.view.sorted, fe.name(), func(e *familyEntry, name string) int { return strings.Compare(e.name(), name) })
+			for len(old) > 0 && (old[0].at < at || old[0].at == at && old[0].fe.name() < fe.name()) {
 				added, old = append(added, old[0]), old[1:]
 			}
 			added = append(added, addedFamily{at, fe})
 		}
 		o.view.added = append(added, old...)
-		clear(o.fresh)
-		o.fresh = o.fresh[:0]
+		// A new map: a cleared one would keep the size of the largest
+		// burst of new families.
+		o.fresh = nil
 	}
 	if o.mustRebuild() {
 		o.rebuild()
@@ -323,6 +372,6 @@ func (o *familyOrder) rebuild() {
 		}
 	}
 	o.view = orderView{sorted: sorted}
-	o.fresh = slices.DeleteFunc(o.fresh, func(fe *familyEntry) bool { return fe.removed })
+	o.fresh = resized(o.fresh)
 	o.removed = 0
 }

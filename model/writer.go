@@ -69,7 +69,7 @@ func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
 		return false
 	case result == nonFinite:
 		w.m.dropped[DropNonFinite].Add(1)
-		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.name)
+		w.m.dropLog.Log("reason", DropNonFinite.String(), "family", b.series.family.name())
 	}
 	return true
 }
