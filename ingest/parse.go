@@ -380,7 +380,7 @@ func (p *Parser) parseHead(value []byte, s *Sample) Reason {
 		if !ok || !finite(v) {
 			break
 		}
-		if !finite(v / s.Rate) {
+		if !finite(v/s.Rate) || (s.Type == Timer && v < 0) {
 			return ReasonBadValue
 		}
 		s.Values = append(s.Values, v)
@@ -392,7 +392,9 @@ func (p *Parser) parseHead(value []byte, s *Sample) Reason {
 	return ReasonNone
 }
 
-// parseValue reads one field's value, once its type and rate are known.
+// parseValue reads one field's value, once its type and rate are known. A
+// negative timer value is bad, as Etsy statsd drops it: a duration cannot
+// be negative.
 func (p *Parser) parseValue(value []byte, s *Sample) Reason {
 	if s.Type == Set {
 		if len(value) == 0 {
@@ -407,7 +409,7 @@ func (p *Parser) parseValue(value []byte, s *Sample) Reason {
 		return ReasonBadValue
 	case s.Type == Gauge:
 		s.Relative = p.Dialect.RelativeGauges && !s.literal && (value[0] == '+' || value[0] == '-')
-	case !finite(v / s.Rate):
+	case !finite(v / s.Rate), s.Type == Timer && v < 0:
 		return ReasonBadValue
 	}
 	s.Values = append(s.Values, v)

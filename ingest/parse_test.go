@@ -55,6 +55,9 @@ func TestParseGood(t *testing.T) {
 		{"t:320|ms", parsed{Name: "t", Type: Timer, Values: []float64{320}, Rate: 1}},
 		{"t:1:2:3|ms|@0.25", parsed{Name: "t", Type: Timer, Values: []float64{1, 2, 3}, Rate: 0.25}},
 		{"size:1e3|h", parsed{Name: "size", Type: Histogram, Values: []float64{1000}, Rate: 1}},
+		{"t:-0|ms", parsed{Name: "t", Type: Timer, Values: []float64{0}, Rate: 1}},
+		{"delta:-2.5|h", parsed{Name: "delta", Type: Histogram, Values: []float64{-2.5}, Rate: 1}},
+		{"delta:-2.5:-1|d", parsed{Name: "delta", Type: Distribution, Values: []float64{-2.5, -1}, Rate: 1}},
 		{"d:0.5:0.25|d", parsed{Name: "d", Type: Distribution, Values: []float64{0.5, 0.25}, Rate: 1}},
 		{"users:alice|s", parsed{Name: "users", Type: Set, Member: "alice", Rate: 1}},
 		{"users:a:b|s", parsed{Name: "users:a", Type: Set, Member: "b", Rate: 1}},
@@ -127,6 +130,10 @@ func TestParseBad(t *testing.T) {
 		{"hits:inf|c", ReasonBadValue},
 		{"t:nan|ms", ReasonBadValue},
 		{"users:|s", ReasonBadValue},
+		// A duration cannot be negative: Etsy statsd drops the line.
+		{"t:-1|ms", ReasonBadValue},
+		{"t:1:-2|ms", ReasonBadValue},
+		{"t:-1:2|ms", ReasonBadValue},
 		{"hits:1|c|", ReasonBadSection},
 		{"hits:1|c||@0.5", ReasonBadSection},
 		{"hits:1|c|@0.5|@0.5", ReasonBadSection},
@@ -376,6 +383,10 @@ func TestParseMultiValue(t *testing.T) {
 		{"t:1|ms:2|ms|@0", []field{
 			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
 			bad(ReasonBadRate)}},
+		{"t:-1|ms:2|ms:-3|ms", []field{
+			bad(ReasonBadValue),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1}),
+			bad(ReasonBadValue)}},
 		// What is wrong with the line itself rejects it whole.
 		{"t:1|ms:2|ms|#env:a|@0.5", []field{bad(ReasonBadSection)}},
 		{"t:1|ms:2|ms|", []field{bad(ReasonBadSection)}},
