@@ -20,13 +20,15 @@ func FuzzParse(f *testing.F) {
 		// Hostile sample rates: each would scale a value past the float range.
 		"x:1|c|@1e-320", "x:1|c|@4.9e-324", "t:1|ms|@1e-300", "x:1e303|c|@1e-6", "x:1|c|@nan", "x:1|c|@inf",
 		// Etsy's multi-value form, good and bad fields.
+		"a\tb:1|c|#k:x\vy", "a\r\f:1|c",
 		"t:1|ms:2|ms", "a:1|c|@0.5:2|g:x|s|#k:v", "t:1|ms:x|ms::|c:2|zz|@2:", "t:1|ms:2|ms|#k:v|@0.5", "t:1|ms|@0.5:1e303|c|@1e-6",
 	} {
 		f.Add([]byte(s))
 	}
 	p := Parser{Dialect: Dialect{RelativeGauges: true, LiteralPrefix: []byte("prosody.")}}
 	var s Sample
-	f.Fuzz(func(t *testing.T, line []byte) {
+	f.Fuzz(func(t *testing.T, input []byte) {
+		line := bytes.Clone(input) // Parse rewrites whitespace controls; the input is the fuzzer's
 		r := p.Parse(line, &s)
 		for fields := 1; ; fields++ {
 			if r == ReasonNone {
@@ -65,7 +67,17 @@ func checkSample(t *testing.T, line []byte, s *Sample) {
 		if len(tag.Key) == 0 {
 			t.Fatalf("%q: a tag without a key", line)
 		}
+		if hasControl(tag.Key) || hasControl(tag.Value) {
+			t.Fatalf("%q: a control character in tag %q=%q", line, tag.Key, tag.Value)
+		}
 	}
+	if hasControl(s.Name) || hasControl(s.Member) {
+		t.Fatalf("%q: a control character in %q (member %q)", line, s.Name, s.Member)
+	}
+}
+
+func hasControl(b []byte) bool {
+	return bytes.ContainsFunc(b, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // FuzzDogTags feeds the DogStatsD tag parser arbitrary sections: it must

@@ -76,7 +76,8 @@ type Parser struct {
 
 // Parse parses one line (without its line terminator) into s, reusing s's
 // slices. It returns ReasonNone, or why the line is rejected, in which case s
-// holds nothing useful.
+// holds nothing useful. It rewrites tabs and the other whitespace controls
+// in line to spaces (see cleanBytes).
 //
 // Grammar: <name>:<value>[:<value>...]|<type>[|@<rate>][|#<tags>][|T<unix>][|c:<container>]
 //
@@ -252,14 +253,20 @@ func (s *Sample) parseRate(sec []byte) Reason {
 }
 
 // cleanBytes rejects control characters and invalid UTF-8: they cannot be
-// written to carbon, line protocol or OpenMetrics without mangling.
+// written to carbon, line protocol or OpenMetrics without mangling. The
+// whitespace controls (tab, vertical tab, form feed, and a carriage return
+// inside a line) are whitespace to Etsy statsd, as to JavaScript's \s, so
+// they are read as spaces: cleanBytes rewrites them in line, and every sink
+// writes a space as it writes any other.
 func cleanBytes(line []byte) bool {
 	ascii := true
-	for _, c := range line {
-		if c < 0x20 || c == 0x7f {
+	for i, c := range line {
+		switch {
+		case c == '\t' || c == '\v' || c == '\f' || c == '\r':
+			line[i] = ' '
+		case c < 0x20 || c == 0x7f:
 			return false
-		}
-		if c >= 0x80 {
+		case c >= 0x80:
 			ascii = false
 		}
 	}

@@ -63,6 +63,11 @@ func TestParseGood(t *testing.T) {
 		{"users:a:b|s", parsed{Name: "users:a", Type: Set, Member: "b", Rate: 1}},
 		{"g:inf|g", parsed{Name: "g", Type: Gauge, Values: []float64{math.Inf(1)}, Rate: 1}},
 		{"g:0x1p-2|g", parsed{Name: "g", Type: Gauge, Values: []float64{0.25}, Rate: 1}},
+		// Tabs and the other whitespace controls are read as spaces, as
+		// Etsy statsd reads them (JavaScript's \s): the name keeps them.
+		{"a\tb:1|c", parsed{Name: "a b", Type: Counter, Values: []float64{1}, Rate: 1}},
+		{"a\vb\fc\rd:1|c|#k:x\ty", parsed{Name: "a b c d", Type: Counter, Values: []float64{1}, Rate: 1,
+			Tags: map[string]string{"k": "x y"}}},
 		// DogStatsD tags, bare tags, timestamps, containers, extensions.
 		{"req:1|c|#env:prod,canary,url:http://x", parsed{Name: "req", Type: Counter, Values: []float64{1}, Rate: 1,
 			Tags: map[string]string{"env": "prod", "canary": "true", "url": "http://x"}}},
