@@ -184,7 +184,7 @@ func TestConcurrentUpdatesAreCountedExactlyOnce(t *testing.T) {
 func TestRegisteredSelfMetrics(t *testing.T) {
 	m := newTestModel()
 	n := 0.0
-	m.Register(Family{Name: "statsbridge_things", Type: Counter}, Labels{{Name: "kind", Value: "a"}}, func() float64 { return n })
+	m.Register(Family{Name: "statsbridge_things", Type: Counter}, "statsbridge.things.a", Labels{{Name: "kind", Value: "a"}}, func() float64 { return n })
 	n = 5
 	p := collect(m)["statsbridge_things\x1ekind\x1fa"]
 	if p.Value != 5 || p.Delta != 5 {
