@@ -260,15 +260,19 @@ func (s *Sample) parseRate(sec []byte) Reason {
 // writes a space as it writes any other.
 func cleanBytes(line []byte) bool {
 	ascii := true
-	for i, c := range line {
-		switch {
-		case c == '\t' || c == '\v' || c == '\f' || c == '\r':
-			line[i] = ' '
-		case c < 0x20 || c == 0x7f:
-			return false
-		case c >= 0x80:
-			ascii = false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c >= 0x20 && c < 0x7f { // the common case, tested first
+			continue
 		}
+		if c >= 0x80 {
+			ascii = false
+			continue
+		}
+		if c != '\t' && c != '\v' && c != '\f' && c != '\r' {
+			return false
+		}
+		line[i] = ' '
 	}
 	return ascii || utf8.Valid(line)
 }
