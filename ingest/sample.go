@@ -36,9 +36,9 @@ type Tag struct {
 }
 
 // Sample is one parsed StatsD line, or one field of a line of Etsy's
-// multi-value form. Its byte slices point into the buffer the
-// line was read into, and its slices are reused: a Sample is valid until that
-// buffer is reused or the next line is parsed into it.
+// multi-value form. Its byte slices point into the buffer the line was read
+// into, and its slices are reused: a Sample is valid until that buffer is
+// reused or the next line is parsed into it.
 type Sample struct {
 	Name []byte // without any tags written into the name
 	Type Type
