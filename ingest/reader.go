@@ -168,7 +168,25 @@ func (r *Reader) line(line, source []byte) {
 	}
 	r.lines++
 	s := &r.batch[r.n]
-	if reason := r.parser.Parse(line, s); reason != ReasonNone {
+	reason := r.parser.Parse(line, s)
+	for {
+		r.take(s, reason, line, source)
+		if !s.More() {
+			return
+		}
+		// Each further field of a multi-value line is a sample and counts
+		// as a line: "t:1|ms:2|ms" stands for two. s stays intact when a
+		// full batch was handed over, and is reused when it was rejected.
+		r.lines++
+		next := &r.batch[r.n]
+		reason = r.parser.Next(s, next)
+		s = next
+	}
+}
+
+// take adds a parsed sample to the batch, or counts why it was rejected.
+func (r *Reader) take(s *Sample, reason Reason, line, source []byte) {
+	if reason != ReasonNone {
 		r.reject(reason, line)
 		return
 	}

@@ -16,7 +16,7 @@ import (
 // with a TTL expires series (which holds the model and takes series locks).
 func TestScrapesAndExpiringFlushesDoNotDeadlock(t *testing.T) {
 	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: time.Hour})
-	m.Register(Family{Name: "statsbridge_model_series", Type: Gauge}, nil, func() float64 { return float64(m.Series()) })
+	m.Register(Family{Name: "statsbridge_model_series", Type: Gauge}, "statsbridge.model_series", nil, func() float64 { return float64(m.Series()) })
 	p := ingest.Parser{}
 	batch := make([]ingest.Sample, 20000)
 	for i := range batch {

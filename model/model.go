@@ -492,9 +492,12 @@ func (m *Model) LabelFixCount(r LabelFix) uint64 { return m.labelFixes[r].Load()
 func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }
 
 // Register adds a series whose value is read from elsewhere when the model is
-// flushed or scraped: statsbridge's own metrics. A counter's read must never
-// decrease. Self-metrics do not count against the series limits.
-func (m *Model) Register(fam Family, labels Labels, read func() float64) {
+// flushed or scraped: statsbridge's own metrics. key is its StatsD name, for
+// the Graphite layouts that write one: it must tell the series apart from
+// the family's others, as no line's name carries its labels. A counter's
+// read must never decrease. Self-metrics do not count against the series
+// limits.
+func (m *Model) Register(fam Family, key string, labels Labels, read func() float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := identity(fam.Name, labels)
@@ -511,7 +514,7 @@ func (m *Model) Register(fam Family, labels Labels, read func() float64) {
 		fe = &familyEntry{family: &f, kind: kind}
 		m.families[fam.Name] = fe
 	}
-	s := newSeries(fe.family, kind, labels, fam.Name, nil, 0, m.now().UnixNano(), nil)
+	s := newSeries(fe.family, kind, labels, key, nil, 0, m.now().UnixNano(), nil)
 	s.read = read
 	fe.series = append(fe.series, s)
 	m.byID[id] = s

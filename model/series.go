@@ -145,7 +145,9 @@ func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) a
 	}
 	switch s.kind {
 	case KindCounter:
-		v := scaled(smp.Values[0], b.scale) / smp.Rate
+		// Etsy statsd adds value * (1/rate), which is not always value/rate
+		// to the last bit; Graphite users compare the two.
+		v := scaled(smp.Values[0], b.scale) * (1 / smp.Rate)
 		value, delta := s.value+v, s.delta+v
 		if !finite(value) || !finite(delta) {
 			return nonFinite
