@@ -58,6 +58,10 @@ func (s *Series) Tags() Labels { return s.tags }
 // Created returns when the series was first seen.
 func (s *Series) Created() time.Time { return s.created }
 
+// Registered reports whether the series is one of statsbridge's own, added
+// with Register rather than received as StatsD.
+func (s *Series) Registered() bool { return s.read != nil }
+
 // newSeries makes a series. guesses are a KindPrebucketed histogram's
 // likely layouts; nil guesses the family's.
 func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl time.Duration, now int64, guesses *Guesses) *Series {
