@@ -111,14 +111,15 @@ step "end-to-end tests against real servers (race detector on)"
 # whole output is shown only when something failed.
 e2elog=$(mktemp)
 status=0
-go test -race -count=1 -v ./e2e/ >"$e2elog" 2>&1 || status=$?
+# -parallel 4: the reliability suite's outages and faults mostly wait.
+go test -race -count=1 -v -parallel 4 -timeout 30m ./e2e/ >"$e2elog" 2>&1 || status=$?
 if [ "$status" -ne 0 ]; then
 	cat "$e2elog"
 	rm -f "$e2elog"
 	echo "end-to-end tests failed" >&2
 	exit 1
 fi
-grep -E '^\s*--- (PASS|SKIP)|^ok' "$e2elog"
+grep -E '^\s*--- (PASS|SKIP)|^ok|figures:' "$e2elog"
 rm -f "$e2elog"
 
 step "fuzzing each parser for $FUZZTIME"
