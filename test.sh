@@ -4,7 +4,8 @@
 # It installs what the tests need and is missing (the Debian packages of the
 # servers the end-to-end tests start: graphite-carbon, influxdb,
 # prometheus, prosody and prosody-modules; python3, which drives Prosody's
-# XMPP traffic; gcc and libc6-dev, as -race needs cgo; and the Go modules),
+# XMPP traffic; tmux, the terminal statsbridge tap's top view is tested in;
+# gcc and libc6-dev, as -race needs cgo; and the Go modules),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -23,7 +24,7 @@ step "servers and tools for the tests"
 # Debian packages, each with a command or file that shows it is installed.
 missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus prosody:prosody \
-	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
+	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 tmux:tmux \
 	gcc:gcc /usr/include/stdio.h:libc6-dev; do
 	check=${pair%%:*}
 	case "$check" in
