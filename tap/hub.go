@@ -29,11 +29,13 @@ import (
 // watches; past it, it keeps a random share of them.
 const MaxPerSecond = 2000
 
-// queueSize bounds the samples kept and not yet explained, and eventsSize
-// the events waiting for one tap's connection.
+// queueSize bounds the samples kept and not yet explained, eventsSize the
+// events waiting for one tap's connection, and maxTaps the taps connected
+// at once.
 const (
 	queueSize  = 4096
 	eventsSize = 1024
+	maxTaps    = 16
 )
 
 // Event is one line of the stream: exactly one of its fields is set.
@@ -280,9 +282,14 @@ type subscription struct {
 	lost   atomic.Uint64
 }
 
+// subscribe connects a tap; nil when maxTaps are.
 func (h *Hub) subscribe(filter *regexp.Regexp) *subscription {
 	s := &subscription{filter: filter, events: make(chan Event, eventsSize)}
 	h.mu.Lock()
+	if len(h.subs) >= maxTaps {
+		h.mu.Unlock()
+		return nil
+	}
 	h.subs[s] = struct{}{}
 	h.mu.Unlock()
 	if h.watchers.Add(1) == 1 {

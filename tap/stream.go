@@ -28,6 +28,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{})
 	sub := h.subscribe(filter)
+	if sub == nil {
+		http.Error(w, "too many taps connected", http.StatusServiceUnavailable)
+		return
+	}
 	defer h.unsubscribe(sub)
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Cache-Control", "no-store")

@@ -239,3 +239,18 @@ func TestTopView(t *testing.T) {
 		t.Errorf("%d lines on a terminal of 10", len(small))
 	}
 }
+
+// TestTapsAreBounded: past maxTaps, a tap is turned away.
+func TestTapsAreBounded(t *testing.T) {
+	h := NewHub(explainByName)
+	for range maxTaps {
+		if h.subscribe(nil) == nil {
+			t.Fatal("a tap turned away below maxTaps")
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/-/tap", nil))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("tap %d: %d", maxTaps+1, w.Code)
+	}
+}
