@@ -52,15 +52,15 @@ func Watch(ctx context.Context, o Options) error {
 	}
 	events := make(chan Event, eventsSize)
 	readErr := make(chan error, 1)
-	go func() { readErr <- read(resp.Body, events) }()
+	go func() { readErr <- read(ctx, resp.Body, events) }()
 	if o.Size == nil {
 		return printLines(ctx, o.Out, events, readErr)
 	}
 	return drawTop(ctx, o, events, readErr)
 }
 
-// read decodes the stream into events until it ends.
-func read(body io.Reader, events chan<- Event) error {
+// read decodes the stream into events until it ends or ctx is done.
+func read(ctx context.Context, body io.Reader, events chan<- Event) error {
 	defer close(events)
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -69,7 +69,11 @@ func read(body io.Reader, events chan<- Event) error {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("the relay sent something that is not a tap event: %w", err)
 		}
-		events <- ev
+		select {
+		case events <- ev:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
