@@ -18,7 +18,9 @@ require (
 require (
 	github.com/DataDog/sketches-go v1.4.8 // DDSketch: timer percentiles past the exact limit, summary quantiles
 	github.com/axiomhq/hyperloglog v0.3.0 // set cardinality past the exact limit
+	github.com/prometheus/client_golang v1.25.0 // the process_* and go_* collectors, as self-metrics
 	github.com/prometheus/statsd_exporter v0.31.0 // pkg/mapper: mapping files and names exactly as statsd_exporter has them
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // Jaro-Winkler: "did you mean" for a mistyped flag or command (urfave/cli's own)
 )
 
 require (
@@ -31,10 +33,8 @@ require (
 	github.com/kamstrup/intmap v0.5.2 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pandatix/go-abnf v0.5.3 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )

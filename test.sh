@@ -4,10 +4,11 @@
 # It installs what the tests need and is missing (the Debian packages of the
 # servers the end-to-end tests start: graphite-carbon, influxdb,
 # prometheus, victoria-metrics, prosody and prosody-modules; python3, which
-# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo;
-# nodejs and npm; the Go modules; and the oracles the end-to-end tests
-# compare against: Telegraf's statsd input, built from its Go module, and
-# npm's statsd package, Etsy statsd),
+# drives Prosody's XMPP traffic; tmux, the terminal statsbridge tap's top
+# view is tested in; gcc and libc6-dev, as -race needs cgo; nodejs and npm;
+# the Go modules; and the oracles the end-to-end tests compare against:
+# Telegraf's statsd input, built from its Go module, and npm's statsd
+# package, Etsy statsd),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -27,7 +28,7 @@ step "servers and tools for the tests"
 missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
 	victoria-metrics:victoria-metrics prosody:prosody \
-	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
+	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 tmux:tmux \
 	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm; do
 	check=${pair%%:*}
 	case "$check" in

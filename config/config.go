@@ -11,6 +11,7 @@ import (
 type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	LogLevel        string   `toml:"log_level"`
+	LogFormat       string   `toml:"log_format"`
 
 	Statsd  Statsd  `toml:"statsd"`
 	Prosody Prosody `toml:"prosody"`
@@ -93,12 +94,22 @@ type Limits struct {
 	SeriesTTL           Duration `toml:"series_ttl"`
 }
 
-// HTTP configures the /metrics and /healthz listener.
+// Log formats, the values of Config.LogFormat.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// HTTP configures the /metrics, /healthz and admin listener.
 type HTTP struct {
 	Listen         string   `toml:"listen"`
 	Allow          []string `toml:"allow"`
 	TrustedProxies []string `toml:"trusted_proxies"`
 	LEFormat       string   `toml:"le_format"`
+	// AdminAllow is who may use the admin endpoints (statsbridge tap,
+	// reload), apart from Allow: a container opens /metrics to whole
+	// networks.
+	AdminAllow []string `toml:"admin_allow"`
 }
 
 // Spellings of le and quantile label values, the values of HTTP.LEFormat
@@ -121,6 +132,9 @@ type Push struct {
 	MaxRetryAge    Duration          `toml:"max_retry_age"`
 	MaxRetryAfter  Duration          `toml:"max_retry_after"`
 	Timeout        Duration          `toml:"timeout"`
+	// SelfMetrics sends statsbridge's own families (statsbridge_*,
+	// process_*, go_*) too.
+	SelfMetrics bool `toml:"self_metrics"`
 }
 
 // Counter renderings, the values of Push.Counters.
@@ -198,6 +212,7 @@ func Default() Config {
 	return Config{
 		ShutdownTimeout: Duration(15 * time.Second),
 		LogLevel:        "info",
+		LogFormat:       LogText,
 		Statsd: Statsd{
 			UDP:                        []string{"127.0.0.1:8125"},
 			TCP:                        []string{"127.0.0.1:8125"},
@@ -232,6 +247,7 @@ func Default() Config {
 			Allow:          []string{"127.0.0.0/8", "::1/128"},
 			TrustedProxies: []string{},
 			LEFormat:       LEFormatProsody,
+			AdminAllow:     []string{"127.0.0.0/8", "::1/128"},
 		},
 		Graphite:    []Graphite{},
 		Influx:      []Influx{},
@@ -251,6 +267,7 @@ func DefaultPush() Push {
 		MaxRetryAge:    Duration(5 * time.Minute),
 		MaxRetryAfter:  Duration(5 * time.Minute),
 		Timeout:        Duration(10 * time.Second),
+		SelfMetrics:    true,
 	}
 }
 

@@ -309,3 +309,52 @@ func TestByteSize(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativePathsAreReadFromTheFilesDirectory: a file's relative paths
+// mean the same wherever statsbridge is started from.
+func TestRelativePathsAreReadFromTheFilesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "influx.token"), []byte("Token1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "influx.pass"), []byte("Pass1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rw.token"), []byte("Bearer1xyz\n"), 0o600)
+	path := filepath.Join(dir, "statsbridge.toml")
+	os.WriteFile(path, []byte(`
+[statsd]
+unixgram = ["run/statsd.sock"]
+[mapping]
+file = "mapping.yml"
+[[graphite]]
+address = "carbon:2003"
+spool_dir = "spool"
+[[influx]]
+url = "http://influx:8086/write?db=s"
+token_file = "influx.token"
+[[influx]]
+url = "http://influx:8086/write?db=t"
+username = "u"
+password_file = "./influx.pass"
+spool_dir = "/var/lib/statsbridge"
+[[remote_write]]
+url = "http://prom:9090/api/v1/write"
+bearer_token_file = "rw.token"
+`), 0o644)
+	t.Chdir(t.TempDir()) // somewhere else
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ key, got, want string }{
+		{"statsd.unixgram", cfg.Statsd.Unixgram[0], filepath.Join(dir, "run/statsd.sock")},
+		{"mapping.file", cfg.Mapping.File, filepath.Join(dir, "mapping.yml")},
+		{"graphite[0].spool_dir", cfg.Graphite[0].SpoolDir, filepath.Join(dir, "spool")},
+		{"influx[1].spool_dir (absolute)", cfg.Influx[1].SpoolDir, "/var/lib/statsbridge"},
+		{"influx[0].token_file", cfg.Influx[0].Token.Reveal(), "Token1xyz"},
+		{"influx[1].password_file", cfg.Influx[1].Password.Reveal(), "Pass1xyz"},
+		{"remote_write[0].bearer_token_file", cfg.RemoteWrite[0].BearerToken.Reveal(), "Bearer1xyz"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.key, c.got, c.want)
+		}
+	}
+}

@@ -201,6 +201,21 @@ func (c Config) Redactor() Redactor {
 	return r
 }
 
+// With returns a Redactor that hides the secrets of both: after a reload,
+// those of the configuration before it too.
+func (r Redactor) With(other Redactor) Redactor {
+	seen := map[string]bool{}
+	var out Redactor
+	for _, s := range append(append([]string(nil), r.secrets...), other.secrets...) {
+		if !seen[s] {
+			seen[s] = true
+			out.secrets = append(out.secrets, s)
+		}
+	}
+	sort.SliceStable(out.secrets, func(i, j int) bool { return len(out.secrets[i]) > len(out.secrets[j]) })
+	return out
+}
+
 // Redact hides URL credentials (see the function Redact) and then the
 // configuration's secret values, each written as "<secret>".
 func (r Redactor) Redact(text string) string {

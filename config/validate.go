@@ -28,6 +28,7 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v := validator{keys: keys}
 	v.check("shutdown_timeout", c.ShutdownTimeout > 0, "must be more than 0")
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", c.LogFormat, LogText, LogJSON)
 
 	s := &c.Statsd
 	for i, a := range s.UDP {
@@ -95,6 +96,9 @@ func (c *Config) validate(keys keyIndex) Errors {
 	}
 	for _, a := range c.HTTP.Allow {
 		v.prefix("http.allow", a)
+	}
+	for _, a := range c.HTTP.AdminAllow {
+		v.prefix("http.admin_allow", a)
 	}
 	for _, a := range c.HTTP.TrustedProxies {
 		v.prefix("http.trusted_proxies", a)

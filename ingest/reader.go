@@ -98,6 +98,13 @@ type Reader struct {
 	sourceLabel []byte
 	sources     map[netip.Addr][]byte // formatted sender addresses
 
+	// seen, when set, is told at each publish what the reader saw since the
+	// last: a line under the literal prefix, and the senders.
+	seen      *LastSeen
+	sawPrefix bool
+	senders   []netip.Addr
+	badLines  BadLineWatcher
+
 	datagrams, bytes, lines uint64
 	bad                     [numReasons]uint64
 }
@@ -114,6 +121,10 @@ type ReaderConfig struct {
 	SourceLabel string
 	// Events throttles the reader's per-event log lines; nil discards them.
 	Events *throttle.Log
+	// Seen, when set, is told when a source last sent something.
+	Seen *LastSeen
+	// BadLines, when set, is shown every bad line.
+	BadLines BadLineWatcher
 }
 
 // NewReader returns a Reader for one goroutine.
@@ -126,7 +137,7 @@ func NewReader(cfg ReaderConfig) *Reader {
 
 func newReader(cfg ReaderConfig, badLog *badLineLog) *Reader {
 	r := &Reader{parser: cfg.Parser, handler: cfg.Handler, stats: cfg.Stats, badLog: badLog, maxLine: cfg.MaxLine,
-		batch: make([]Sample, batchSize)}
+		batch: make([]Sample, batchSize), seen: cfg.Seen, badLines: cfg.BadLines}
 	if cfg.SourceLabel != "" {
 		r.sourceLabel = []byte(cfg.SourceLabel)
 		r.sources = map[netip.Addr][]byte{}
@@ -142,6 +153,9 @@ func (r *Reader) Datagram(b []byte, from netip.Addr) {
 	var source []byte // every line of a datagram has one sender
 	if r.sourceLabel != nil && from.IsValid() {
 		source = r.source(from)
+		if r.seen != nil && (len(r.senders) == 0 || r.senders[len(r.senders)-1] != from) {
+			r.senders = append(r.senders, from.Unmap())
+		}
 	}
 	for len(b) > 0 {
 		end := bytes.IndexByte(b, '\n')
@@ -193,6 +207,10 @@ func (r *Reader) take(s *Sample, reason Reason, line, source []byte) {
 	if source != nil {
 		s.Tags = append(s.Tags, Tag{Key: r.sourceLabel, Value: source})
 	}
+	if r.seen != nil && !r.sawPrefix && len(r.parser.Dialect.LiteralPrefix) > 0 &&
+		bytes.HasPrefix(s.Name, r.parser.Dialect.LiteralPrefix) {
+		r.sawPrefix = true
+	}
 	r.n++
 	if r.n == len(r.batch) {
 		r.Flush()
@@ -209,6 +227,9 @@ func (r *Reader) tooLong(line []byte) {
 func (r *Reader) reject(reason Reason, line []byte) {
 	r.bad[reason]++
 	r.badLog.log(reason, line)
+	if r.badLines != nil {
+		r.badLines.BadLine(reason, line)
+	}
 }
 
 func (r *Reader) source(a netip.Addr) []byte {
@@ -234,6 +255,10 @@ func (r *Reader) Flush() {
 }
 
 func (r *Reader) publish() {
+	if r.sawPrefix || len(r.senders) > 0 {
+		r.seen.note(time.Now(), r.sawPrefix, r.senders)
+		r.sawPrefix, r.senders = false, r.senders[:0]
+	}
 	if r.datagrams > 0 {
 		r.stats.Datagrams.Add(r.datagrams)
 		r.stats.Bytes.Add(r.bytes)

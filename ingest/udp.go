@@ -20,7 +20,9 @@ import (
 // spreads datagrams over them, and each has its own reader goroutine.
 type udpSocket struct {
 	conn  *net.UDPConn
+	addr  string // as configured
 	inode uint64 // for the kernel's counters in /proc/net/udp
+	handover
 }
 
 // udpBatch is how many datagrams one recvmmsg call may return, and
@@ -143,16 +145,17 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 }
 
 // serve reads batches of datagrams with recvmmsg until ctx is done, then
-// drains what the socket already holds.
+// drains what the socket already holds, unless a newer Server took the
+// socket over: then it leaves it as it is.
 func (u *udpSocket) serve(ctx context.Context, r *Reader, failed *throttle.Event) {
 	pc := ipv4.NewPacketConn(u.conn)
 	msgs := make([]ipv4.Message, udpBatch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
 	}
+	u.conn.SetReadDeadline(time.Time{}) // a Server before may have stopped its reader so
 	stop := context.AfterFunc(ctx, func() { u.conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	defer u.conn.Close()
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		u.handle(r, msgs[:max(n, 0)])
@@ -167,6 +170,11 @@ func (u *udpSocket) serve(ctx context.Context, r *Reader, failed *throttle.Event
 			continue
 		}
 	}
+	if u.taken.Load() {
+		r.Flush()
+		return
+	}
+	defer u.conn.Close()
 	// Read what arrived before the stop without waiting for more.
 	u.conn.SetReadDeadline(time.Time{})
 	deadline := time.Now().Add(drainTime)

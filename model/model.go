@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"hash/maphash"
 	"log/slog"
 	"math"
@@ -43,11 +44,21 @@ type Options struct {
 	// Mappers map names before the default mapping, in order.
 	Mappers []Mapper
 	Logger  *slog.Logger
-	// Events throttles per-event log lines (refused samples); nil makes a
-	// throttle of the model's own.
+	// Events throttles per-event log lines (refused samples, and each new
+	// name at debug level); nil makes a throttle of the model's own.
 	Events *throttle.Log
+	// Tap, when set, is shown every batch while it watches.
+	Tap Tap
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Tap watches what the model receives (statsbridge tap). Watching is asked
+// once a batch, so it must cost no more than an atomic load; Samples must
+// never block, and must not keep the samples, whose bytes are reused.
+type Tap interface {
+	Watching() bool
+	Samples(batch []ingest.Sample)
 }
 
 // limits is what Series.apply needs of the options.
@@ -103,22 +114,21 @@ const cacheShards = 64
 // cache and the series has a lock of its own. Only a name seen for the first
 // time takes the registry lock.
 type Model struct {
-	opts    Options
-	limits  limits
-	now     func() time.Time
-	seeds   [2]maphash.Seed
-	mappers atomic.Pointer[mapperSet]
+	opts     Options // what a reload does not change: logger, throttle, tap, clock
+	now      func() time.Time
+	seeds    [2]maphash.Seed
+	settings atomic.Pointer[settings]
 
 	cache [cacheShards]cacheShard
-	// boundLimit and refusedLimit bound each shard's entries. The entries
-	// have a fixed size, however long the names, so this bounds the
-	// cache in bytes too.
-	boundLimit, refusedLimit int
 
 	mu       sync.RWMutex
 	families map[string]*familyEntry
 	byID     map[string]*Series
 	nseries  atomic.Int64 // written under mu; read without it
+
+	// ownFamilies are the families that hold statsbridge's own series
+	// (mu guards it).
+	ownFamilies map[string]bool
 
 	dropped    [numDropReasons]atomic.Uint64
 	conflicts  atomic.Uint64
@@ -126,12 +136,42 @@ type Model struct {
 	// The refusals' log lines: the counters have no family label, as that
 	// label would grow without bound exactly when a limit bites.
 	conflictLog, dropLog, fixLog *throttle.Event
+	// newNameLog shows, at debug level, each name as it is mapped.
+	newNameLog *throttle.Event
 }
 
-type mapperSet struct {
+// settings are what a reload changes: the mappers and the limits. A Writer
+// loads them once a batch.
+type settings struct {
 	mappers    []Mapper
 	observers  ObserverDefaults
 	generation uint32
+	opts       Options // the limits; mappers and observers above
+	limits     limits
+	// boundLimit and refusedLimit bound each cache shard's entries. The
+	// entries have a fixed size, however long the names, so this bounds
+	// the cache in bytes too.
+	boundLimit, refusedLimit int
+}
+
+func newSettings(opts Options, generation uint32) *settings {
+	if opts.ExactTimerValues <= 0 {
+		opts.ExactTimerValues = 1000
+	}
+	if opts.ExactSetMembers <= 0 {
+		opts.ExactSetMembers = 10000
+	}
+	if opts.Observers.Type == Unknown {
+		opts.Observers = DefaultObservers
+	}
+	return &settings{mappers: opts.Mappers, observers: opts.Observers, generation: generation, opts: opts,
+		limits: limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
+		// Four names per series hold Prosody's histograms (a name per
+		// bucket); a refused name is remembered until as many names as
+		// there may be series were refused after it.
+		boundLimit:   max(4*opts.MaxSeries/cacheShards, 64),
+		refusedLimit: max(opts.MaxSeries/cacheShards, 64),
+	}
 }
 
 // cacheKey stands for a raw StatsD key (type, name and tags as sent): two
@@ -164,6 +204,9 @@ type familyEntry struct {
 	family *Family
 	kind   Kind
 	series []*Series
+	// own are statsbridge's own series (Register), kept apart: a sink may
+	// leave them out, and they count against no limit.
+	own []*Series
 }
 
 // New returns an empty model.
@@ -174,31 +217,19 @@ func New(opts Options) *Model {
 	if opts.Events == nil {
 		opts.Events = throttle.New(opts.Logger, time.Second)
 	}
-	if opts.ExactTimerValues <= 0 {
-		opts.ExactTimerValues = 1000
-	}
-	if opts.ExactSetMembers <= 0 {
-		opts.ExactSetMembers = 10000
-	}
-	if opts.Observers.Type == Unknown {
-		opts.Observers = DefaultObservers
-	}
 	m := &Model{
 		opts:     opts,
-		limits:   limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
 		now:      opts.Now,
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		families: map[string]*familyEntry{},
 		byID:     map[string]*Series{},
-		// Four names per series hold Prosody's histograms (a name per
-		// bucket); a refused name is remembered until as many names as
-		// there may be series were refused after it.
-		boundLimit:   max(4*opts.MaxSeries/cacheShards, 64),
-		refusedLimit: max(opts.MaxSeries/cacheShards, 64),
+
+		ownFamilies: map[string]bool{},
 
 		conflictLog: opts.Events.Event(slog.LevelWarn, "a sample's type conflicts with its family's; dropped"),
 		dropLog:     opts.Events.Event(slog.LevelWarn, "dropped a sample"),
 		fixLog:      opts.Events.Event(slog.LevelWarn, "renamed or dropped labels that would make a series invalid"),
+		newNameLog:  opts.Events.EventBurst(slog.LevelDebug, "a new name", newNamesPerSecond),
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -206,9 +237,13 @@ func New(opts Options) *Model {
 	for i := range m.cache {
 		m.cache[i].reset()
 	}
-	m.mappers.Store(&mapperSet{mappers: opts.Mappers, observers: opts.Observers, generation: 1})
+	m.settings.Store(newSettings(opts, 1))
 	return m
 }
+
+// newNamesPerSecond bounds the debug log's new names: past it they are
+// counted, and statsbridge tap shows them all.
+const newNamesPerSecond = 50
 
 // refusalMemory is how long a name refused at a series cap or for a type
 // conflict stays refused before the model looks again (a series or family
@@ -219,11 +254,21 @@ const refusalMemory = 10 * time.Second
 // SetMappers replaces the mappers (a reloaded mapping file) and forgets every
 // cached name, so that names map anew. Series already made keep their state.
 func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
-	next := &mapperSet{mappers: mappers, observers: observers, generation: m.mappers.Load().generation + 1}
-	m.mappers.Store(next)
+	opts := m.settings.Load().opts
+	opts.Mappers, opts.Observers = mappers, observers
+	m.Reconfigure(opts)
+}
+
+// Reconfigure applies a reloaded configuration: the mappers (opts.Mappers
+// and opts.Observers) and the limits, series_ttl and statistics of opts.
+// What it does not change is the model's logger, throttle, tap and clock.
+// Every cached name is forgotten, so that names map anew under the new
+// mappers and limits; series already made keep their state.
+func (m *Model) Reconfigure(opts Options) {
+	m.settings.Store(newSettings(opts, m.settings.Load().generation+1))
 	// New maps free the memory (a cleared map keeps its size); the
-	// generation makes a binding made with the old mappers while this runs
-	// a miss.
+	// generation makes a binding made with the old settings while this
+	// runs a miss.
 	for i := range m.cache {
 		m.cache[i].reset()
 	}
@@ -233,10 +278,10 @@ func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 // reader's scratch space, so that applying a sample to a series that exists
 // allocates nothing.
 type Writer struct {
-	m          *Model
-	key        []byte
-	now        int64
-	generation uint32
+	m   *Model
+	key []byte
+	now int64
+	set *settings // loaded once a batch
 }
 
 // NewWriter returns a Writer for one reader goroutine.
@@ -244,8 +289,11 @@ func (m *Model) NewWriter() *Writer { return &Writer{m: m} }
 
 // Handle applies a batch of samples. It implements ingest.Handler.
 func (w *Writer) Handle(batch []ingest.Sample) {
+	if t := w.m.opts.Tap; t != nil && t.Watching() {
+		t.Samples(batch)
+	}
 	w.now = w.m.now().UnixNano()
-	w.generation = w.m.mappers.Load().generation
+	w.set = w.m.settings.Load()
 	for i := range batch {
 		w.apply(&batch[i])
 	}
@@ -265,9 +313,9 @@ func (w *Writer) apply(smp *ingest.Sample) {
 	}
 	shard.mu.RUnlock()
 	switch {
-	case bound && b.generation == w.generation && w.applyTo(&b, smp):
+	case bound && b.generation == w.set.generation && w.applyTo(&b, smp):
 		return
-	case !bound && refused && r.generation == w.generation && w.now < r.until:
+	case !bound && refused && r.generation == w.set.generation && w.now < r.until:
 		w.m.countRefused(r, true)
 		return
 	}
@@ -283,7 +331,7 @@ func (w *Writer) apply(smp *ingest.Sample) {
 // applyTo applies a sample to the series b binds it to. It reports false
 // when the series has expired, so the name must be bound again.
 func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
-	switch b.series.apply(b, smp, w.now, &w.m.limits) {
+	switch b.series.apply(b, smp, w.now, &w.set.limits) {
 	case expired:
 		return false
 	case nonFinite:
@@ -311,22 +359,23 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 // its series, creating family and series as needed, and caches the result.
 // It reports false when the sample must be dropped.
 func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now int64) (binding, bool) {
-	ms := m.mappers.Load()
+	ms := m.settings.Load()
 	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
-	mapping := m.mapSample(ms, name, smp.Type, tags)
+	mapping := m.mapSample(ms, name, smp.Type, tags, false)
 	refuse := func(r refusal) (binding, bool) {
 		r.generation = ms.generation
-		m.cacheRefusal(shard, key.lo, r)
+		m.cacheRefusal(shard, key.lo, r, ms.refusedLimit)
 		m.countRefused(r, false)
 		m.logRefused(r, mapping.Family.Name, name)
+		m.logNewName(smp, &mapping, r.String())
 		return binding{}, false
 	}
 	if mapping.Drop {
 		return refuse(refusal{reason: DropMapping, until: math.MaxInt64})
 	}
 	m.settle(&mapping)
-	if r, bad := m.checkLimits(&mapping); bad {
+	if r, bad := checkLimits(&ms.opts, &mapping); bad {
 		return refuse(refusal{reason: r, until: math.MaxInt64})
 	}
 	id := identity(mapping.Family.Name, mapping.Labels)
@@ -340,7 +389,7 @@ func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now in
 		if key == "" {
 			key = name
 		}
-		s, r = m.register(&mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
+		s, r = m.register(&ms.opts, &mapping, key, settleLabels(tags, 0, Unknown, nil), id, now)
 	case s.kind != mapping.Kind:
 		s, r = nil, refusal{conflict: true}
 	}
@@ -357,10 +406,11 @@ func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now in
 		}
 		part = Part(i)
 	}
+	m.logNewName(smp, &mapping, "")
 	b := binding{series: s, hi: key.hi, part: part, scale: mapping.Scale, generation: ms.generation,
 		toSeconds: smp.Type == ingest.Timer && mapping.Kind.Observes()}
 	shard.mu.Lock()
-	if len(shard.bound) >= m.boundLimit {
+	if len(shard.bound) >= ms.boundLimit {
 		for k := range shard.bound { // evict one at random
 			delete(shard.bound, k)
 			break
@@ -386,9 +436,9 @@ func (m *Model) settle(mp *Mapping) {
 		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
 }
 
-func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
+func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal, limit int) {
 	shard.mu.Lock()
-	if len(shard.refused) >= m.refusedLimit {
+	if len(shard.refused) >= limit {
 		for k := range shard.refused { // evict one at random
 			delete(shard.refused, k)
 			break
@@ -398,18 +448,27 @@ func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
 	shard.mu.Unlock()
 }
 
-// mapSample runs the mappers in order, then the default mapping.
-func (m *Model) mapSample(ms *mapperSet, name string, t ingest.Type, tags Labels) Mapping {
+// mapSample runs the mappers in order, then the default mapping. A dry run
+// maps without counting (see DryMapper).
+func (m *Model) mapSample(ms *settings, name string, t ingest.Type, tags Labels, dry bool) Mapping {
 	for _, mp := range ms.mappers {
-		if mapping, ok := mp.Map(name, t, tags); ok {
+		var mapping Mapping
+		var ok bool
+		if dm, counts := mp.(DryMapper); dry && counts {
+			mapping, ok = dm.DryMap(name, t, tags)
+		} else {
+			mapping, ok = mp.Map(name, t, tags)
+		}
+		if ok {
 			return mapping
 		}
 	}
-	return defaultMapping(name, t, tags, ms.observers)
+	mapping := defaultMapping(name, t, tags, ms.observers)
+	mapping.Rule = DefaultRule
+	return mapping
 }
 
-func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
-	o := &m.opts
+func checkLimits(o *Options, mp *Mapping) (DropReason, bool) {
 	switch {
 	case o.MaxLabels > 0 && len(mp.Labels) > o.MaxLabels:
 		return DropTooManyLabels, true
@@ -429,14 +488,14 @@ func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
 // register creates a series (and its family when new). m.mu is held. A name
 // whose family exists with another kind or shape is a conflict: the family
 // stays as it is. A refused series returns nil and the refusal.
-func (m *Model) register(mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
+func (m *Model) register(o *Options, mp *Mapping, key string, tags Labels, id string, now int64) (*Series, refusal) {
 	fe := m.families[mp.Family.Name]
 	switch {
 	case fe != nil && (fe.kind != mp.Kind || mp.Kind != KindPrebucketed && !fe.family.sameShape(&mp.Family)):
 		return nil, refusal{conflict: true}
-	case m.nseries.Load() >= int64(m.opts.MaxSeries):
+	case m.nseries.Load() >= int64(o.MaxSeries):
 		return nil, refusal{reason: DropMaxSeries}
-	case fe != nil && len(fe.series) >= m.opts.MaxSeriesPerFamily:
+	case fe != nil && len(fe.series) >= o.MaxSeriesPerFamily:
 		return nil, refusal{reason: DropMaxSeriesPerFamily}
 	}
 	if fe == nil {
@@ -479,6 +538,74 @@ func (m *Model) logRefused(r refusal, family, name string) {
 	}
 }
 
+// logNewName writes, at debug level, a name the model just mapped and what
+// it became (refused says why it was refused, "" when it was not), at most
+// newNamesPerSecond lines a second.
+func (m *Model) logNewName(smp *ingest.Sample, mp *Mapping, refused string) {
+	if !m.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	if !m.newNameLog.Due() {
+		m.newNameLog.Log()
+		return
+	}
+	args := []any{"name", string(smp.Name), "statsd_type", smp.Type.String(), "family", mp.Family.Name,
+		"type", mp.Family.Type.String(), "labels", mp.Labels.String(), "rule", mp.Rule}
+	if refused != "" {
+		args = append(args, "refused", refused)
+	}
+	m.newNameLog.Log(args...)
+}
+
+// Decision is what the model makes of a name: the family, labels and kind
+// of its series, or why its samples are refused, and what decided.
+type Decision struct {
+	Family Family
+	Kind   Kind
+	Labels Labels
+	// Rule says what decided (see Mapping.Rule).
+	Rule string
+	// Refused says why the name's samples are dropped: a DropReason's
+	// name, or "conflict" when its type conflicts with its family's. It is
+	// "" for a name whose samples are applied.
+	Refused string
+}
+
+// Explain maps a sample's name as the model would, without applying it,
+// creating anything or counting: a dry run of the mapping, with the limits
+// and the families the model holds now.
+func (m *Model) Explain(smp *ingest.Sample) Decision {
+	ms := m.settings.Load()
+	mapping := m.mapSample(ms, string(smp.Name), smp.Type, tagLabels(smp.Tags), true)
+	d := Decision{Family: mapping.Family, Kind: mapping.Kind, Rule: mapping.Rule}
+	if mapping.Drop {
+		d.Refused = DropMapping.String()
+		return d
+	}
+	var fixes [numLabelFixes]uint64
+	mapping.Labels = settleLabels(mapping.Labels, len(mapping.Family.LabelNames), mapping.Family.Type, &fixes)
+	d.Labels = mapping.Labels
+	if r, bad := checkLimits(&ms.opts, &mapping); bad {
+		d.Refused = r.String()
+		return d
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	fe := m.families[mapping.Family.Name]
+	s := m.byID[identity(mapping.Family.Name, mapping.Labels)]
+	switch {
+	case fe != nil && (fe.kind != mapping.Kind || !fe.family.sameShape(&mapping.Family)),
+		s != nil && s.kind != mapping.Kind:
+		d.Refused = refusal{conflict: true}.String()
+	case s != nil:
+	case m.nseries.Load() >= int64(ms.opts.MaxSeries):
+		d.Refused = DropMaxSeries.String()
+	case fe != nil && len(fe.series) >= ms.opts.MaxSeriesPerFamily:
+		d.Refused = DropMaxSeriesPerFamily.String()
+	}
+	return d
+}
+
 // Dropped returns how many samples were dropped for a reason.
 func (m *Model) Dropped(r DropReason) uint64 { return m.dropped[r].Load() }
 
@@ -496,17 +623,29 @@ func (m *Model) Conflicts() uint64 { return m.conflicts.Load() }
 // the Graphite layouts that write one: it must tell the series apart from
 // the family's others, as no line's name carries its labels. A counter's
 // read must never decrease. Self-metrics do not count against the series
-// limits.
+// limits, and come after every other series in a Flush (see Flush.Own).
 func (m *Model) Register(fam Family, key string, labels Labels, read func() float64) {
+	kind := KindGauge
+	if fam.Type == Counter {
+		kind = KindCounter
+	}
+	m.registerOwn(fam, kind, key, labels, &ownSource{value: read})
+}
+
+// RegisterSummary adds a summary of statsbridge's own, whose count, sum
+// and quantiles (one per fam.Summary.Quantiles) read fills in. The count
+// and sum must never decrease.
+func (m *Model) RegisterSummary(fam Family, key string, labels Labels, read func(*SummaryPoint)) {
+	fam.Type = Summary
+	m.registerOwn(fam, KindPresummed, key, labels, &ownSource{summary: read})
+}
+
+func (m *Model) registerOwn(fam Family, kind Kind, key string, labels Labels, src *ownSource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	id := identity(fam.Name, labels)
 	if m.byID[id] != nil {
 		return
-	}
-	kind := KindGauge
-	if fam.Type == Counter {
-		kind = KindCounter
 	}
 	fe := m.families[fam.Name]
 	if fe == nil {
@@ -515,9 +654,31 @@ func (m *Model) Register(fam Family, key string, labels Labels, read func() floa
 		m.families[fam.Name] = fe
 	}
 	s := newSeries(fe.family, kind, labels, key, nil, 0, m.now().UnixNano(), nil)
-	s.read = read
-	fe.series = append(fe.series, s)
+	s.own = src
+	fe.own = append(fe.own, s)
+	m.ownFamilies[fam.Name] = true
 	m.byID[id] = s
+}
+
+// Unregister removes a series Register or RegisterSummary added: one of a
+// sink a reload removed, say.
+func (m *Model) Unregister(family string, labels Labels) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := identity(family, labels)
+	s := m.byID[id]
+	fe := m.families[family]
+	if s == nil || s.own == nil || fe == nil {
+		return
+	}
+	delete(m.byID, id)
+	fe.own = slices.DeleteFunc(fe.own, func(o *Series) bool { return o == s })
+	if len(fe.own) == 0 {
+		delete(m.ownFamilies, family)
+		if len(fe.series) == 0 {
+			delete(m.families, family)
+		}
+	}
 }
 
 // Series returns how many series the model holds (self-metrics aside).
@@ -529,23 +690,38 @@ func (m *Model) Series() int { return int(m.nseries.Load()) }
 type Flush struct {
 	cork.Interval
 	Points []Point
-	arena  snapshotter
+	// Own is where statsbridge's own series begin: Points[Own:] are
+	// self-metrics, Points[:Own] what clients sent.
+	Own   int
+	arena snapshotter
+}
+
+// WithoutOwn is the flush without statsbridge's own series: it shares f's
+// points.
+func (f *Flush) WithoutOwn() *Flush {
+	g := *f
+	g.Points = f.Points[:f.Own:f.Own]
+	return &g
 }
 
 // Collect ends the interval: it fills f with a point for every live series,
-// family by family in name order, and starts the next interval. Series idle
-// for longer than their TTL are removed afterwards.
+// family by family in name order (statsbridge's own after the others), and
+// starts the next interval. Series idle for longer than their TTL are
+// removed afterwards.
 func (m *Model) Collect(f *Flush) {
 	f.Points = f.Points[:0]
 	f.arena.reset()
-	f.arena.percentiles = m.opts.Percentiles
+	f.arena.percentiles = m.settings.Load().opts.Percentiles
 	f.arena.now = f.End.UnixNano()
-	m.gather(func(_ *Family, series []*Series) {
+	take := func(_ *Family, series []*Series) {
 		for _, s := range series {
 			f.Points = append(f.Points, Point{})
 			f.arena.take(s, &f.Points[len(f.Points)-1], true)
 		}
-	})
+	}
+	m.gather(gatherSent, take)
+	f.Own = len(f.Points)
+	m.gather(gatherOwn, take)
 	m.expire(f.End.UnixNano())
 }
 
@@ -554,7 +730,7 @@ func (m *Model) Collect(f *Flush) {
 func (m *Model) Gather(fn func(f *Family, points []Point)) {
 	var points []Point
 	sn := snapshotter{now: m.now().UnixNano()}
-	m.gather(func(f *Family, series []*Series) {
+	m.gather(gatherAll, func(f *Family, series []*Series) {
 		points = points[:0]
 		sn.reset()
 		for _, s := range series {
@@ -565,13 +741,28 @@ func (m *Model) Gather(fn func(f *Family, points []Point)) {
 	})
 }
 
+// Which series gather hands out.
+const (
+	gatherAll  = iota
+	gatherSent // those of what clients sent
+	gatherOwn  // statsbridge's own
+)
+
 // gather calls fn for every family in name order, with a copy of its series
 // list taken under the registry lock.
-func (m *Model) gather(fn func(f *Family, series []*Series)) {
+func (m *Model) gather(which int, fn func(f *Family, series []*Series)) {
 	m.mu.RLock()
-	names := make([]string, 0, len(m.families))
-	for name := range m.families {
-		names = append(names, name)
+	var names []string
+	if which == gatherOwn {
+		names = make([]string, 0, len(m.ownFamilies))
+		for name := range m.ownFamilies {
+			names = append(names, name)
+		}
+	} else {
+		names = make([]string, 0, len(m.families))
+		for name := range m.families {
+			names = append(names, name)
+		}
 	}
 	m.mu.RUnlock()
 	sort.Strings(names)
@@ -580,7 +771,13 @@ func (m *Model) gather(fn func(f *Family, series []*Series)) {
 		m.mu.RLock()
 		fe := m.families[name]
 		if fe != nil {
-			series = append(series[:0], fe.series...)
+			series = series[:0]
+			if which != gatherOwn {
+				series = append(series, fe.series...)
+			}
+			if which != gatherSent {
+				series = append(series, fe.own...)
+			}
 		}
 		m.mu.RUnlock()
 		if fe != nil && len(series) > 0 {
@@ -593,6 +790,7 @@ func (m *Model) gather(fn func(f *Family, series []*Series)) {
 // comes back starts again with a new created time, so Prometheus sees a
 // proper reset.
 func (m *Model) expire(now int64) {
+	defaultTTL := m.settings.Load().opts.SeriesTTL
 	m.mu.Lock()
 	before := len(m.byID)
 	removed := 0
@@ -601,7 +799,7 @@ func (m *Model) expire(now int64) {
 		for _, s := range fe.series {
 			ttl := s.ttl
 			if ttl == 0 {
-				ttl = m.opts.SeriesTTL
+				ttl = defaultTTL
 			}
 			if ttl > 0 && s.expireIfIdle(now-int64(ttl)) {
 				delete(m.byID, identity(name, s.labels))
@@ -613,7 +811,7 @@ func (m *Model) expire(now int64) {
 		}
 		clear(fe.series[len(kept):])
 		fe.series = kept
-		if len(kept) == 0 {
+		if len(kept) == 0 && len(fe.own) == 0 {
 			delete(m.families, name)
 		}
 	}

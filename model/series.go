@@ -22,8 +22,8 @@ type Series struct {
 	created time.Time
 	ttl     time.Duration // 0: the model's series_ttl
 
-	// read is set for series whose value is kept elsewhere (self-metrics).
-	read func() float64
+	// own is set for series whose value is kept elsewhere (self-metrics).
+	own *ownSource
 
 	// removed is set when the series expires: writers holding it must look
 	// the name up again.
@@ -60,7 +60,7 @@ func (s *Series) Created() time.Time { return s.created }
 
 // Registered reports whether the series is one of statsbridge's own, added
 // with Register rather than received as StatsD.
-func (s *Series) Registered() bool { return s.read != nil }
+func (s *Series) Registered() bool { return s.own != nil }
 
 // newSeries makes a series. guesses are a KindPrebucketed histogram's
 // likely layouts; nil guesses the family's.
@@ -97,6 +97,12 @@ func (s *Series) bucketIndex(b Bucket) (int, bool) {
 	return s.hist.bucketIndex(b)
 }
 
+// ownSource reads a self-metric: a value, or a summary.
+type ownSource struct {
+	value   func() float64
+	summary func(*SummaryPoint)
+}
+
 // binding is what the model's name cache holds for a raw StatsD key bound
 // to a series: the series and how the line's values apply to it.
 type binding struct {
@@ -122,6 +128,13 @@ type refusal struct {
 	generation uint32
 	reason     DropReason
 	conflict   bool
+}
+
+func (r refusal) String() string {
+	if r.conflict {
+		return "conflict"
+	}
+	return r.reason.String()
 }
 
 // applyResult is what became of a sample applied to a series.
@@ -298,13 +311,17 @@ func (sn *snapshotter) reset() {
 func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	// A self-metric's value is read before the lock: reading it may take
 	// other locks (the model's), and the order is always model, then series.
+	if s.own != nil && s.own.summary != nil {
+		sn.takeOwnSummary(s, p, endInterval)
+		return
+	}
 	var read float64
-	if s.read != nil {
-		read = s.read()
+	if s.own != nil {
+		read = s.own.value()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.read != nil {
+	if s.own != nil {
 		if s.kind == KindCounter {
 			s.delta += read - s.value
 		}
@@ -344,6 +361,25 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	}
 }
 
+// takeOwnSummary fills p from a self-metric summary. Its count and sum
+// since the last flush are the change from the last flush's, which the
+// series keeps as its value (count) and delta (sum).
+func (sn *snapshotter) takeOwnSummary(s *Series, p *Point, endInterval bool) {
+	var sp SummaryPoint
+	s.own.summary(&sp)
+	start := len(sn.floats)
+	sn.floats = append(sn.floats, sp.Quantiles...)
+	sp.Quantiles = sn.floats[start:len(sn.floats):len(sn.floats)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp.DeltaCount, sp.DeltaSum = sp.Count-s.value, sp.Sum-s.delta
+	sn.summaries = append(sn.summaries, sp)
+	*p = Point{Series: s, Touched: sp.DeltaCount != 0, Summary: &sn.summaries[len(sn.summaries)-1]}
+	if endInterval {
+		s.value, s.delta = sp.Count, sp.Sum
+	}
+}
+
 // expireIfIdle removes the series when no sample arrived after t (unix
 // nanoseconds). The check and the mark happen under the series' lock, so a
 // sample is either applied before (and the series stays) or finds it
@@ -351,7 +387,7 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 func (s *Series) expireIfIdle(t int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.read != nil || s.lastSeen >= t {
+	if s.own != nil || s.lastSeen >= t {
 		return false
 	}
 	s.removed.Store(true)
