@@ -166,8 +166,8 @@ func TestOwnSeriesComeLastAndCanBeLeftOut(t *testing.T) {
 	if got := f.Points[1].Series.Key(); got != "zzz" {
 		t.Errorf("a sent series' key %q", got)
 	}
-	if got := f.Points[3].Series.Key(); got != "statsbridge_x.a" {
-		t.Errorf("an own labelled series' Graphite key is %q, want statsbridge_x.a", got)
+	if got := f.Points[3].Series.Key(); got != "statsbridge.x.a" {
+		t.Errorf("an own labelled series' Graphite key is %q, want the one it was registered with, statsbridge.x.a", got)
 	}
 	if s := f.Points[2].Summary; s == nil || s.Count != 10 || s.DeltaCount != 10 || len(s.Quantiles) != 2 || s.Quantiles[1] != 0.2 {
 		t.Errorf("own summary %+v", s)

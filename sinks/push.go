@@ -463,8 +463,8 @@ func (p *Push) Run(ctx context.Context) {
 			attempt.Bisection = *q.bisection
 		}
 		d := policy.Decide(attempt, rand.Float64())
-		if outcome != Permanent {
-			p.setFailing(d.Action == Retry || d.Action == Hold)
+		if outcome != Permanent && d.Action != Retry && d.Action != Hold {
+			p.recovered() // keepWaiting marks an outage, as it spills
 		}
 		switch d.Action {
 		case Next:
@@ -535,29 +535,32 @@ func (p *Push) currentTransport() Transport {
 	return p.transport
 }
 
-// setFailing records whether the backend is in an outage. A flush waiting
-// for room stops waiting when it is.
-func (p *Push) setFailing(failing bool) {
+// recovered records that the backend answered: the outage, if any, is
+// over.
+func (p *Push) recovered() {
 	p.mu.Lock()
-	p.failing = failing
+	p.failing = false
 	p.mu.Unlock()
-	if failing {
-		p.stats.Up.Store(0)
-		p.signal(p.room)
-	} else {
-		p.stats.Up.Store(1)
-	}
+	p.stats.Up.Store(1)
 }
 
-// keepWaiting puts what a failed attempt leaves where it waits for the next
-// one, and returns what stays in hand. What the transport could not confirm
-// is sent again first. With a spool, everything that waits goes to disk
-// now, so that a crash in the outage loses none of it.
+// keepWaiting records an outage, puts what the failed attempt leaves where
+// it waits for the next one, and returns what stays in hand. What the
+// transport could not confirm is sent again first. With a spool,
+// everything that waits goes to disk now, so that a crash in the outage
+// loses none of it; the outage is marked in the same hold of p.mu as the
+// spill, so that no newer batch reaches the spool before the older ones.
+// A flush waiting for room stops waiting.
 func (p *Push) keepWaiting(work []queued) []queued {
 	var unconfirmed []cork.Batch
 	if u, ok := p.currentTransport().(Unconfirmed); ok {
 		unconfirmed = u.Unconfirmed()
 	}
+	p.stats.Up.Store(0)
+	defer p.signal(p.room)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failing = true
 	if p.spool == nil {
 		front := make([]queued, 0, len(unconfirmed)+len(work))
 		for _, b := range unconfirmed {
@@ -565,8 +568,6 @@ func (p *Push) keepWaiting(work []queued) []queued {
 		}
 		return append(front, work...)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	older := unconfirmed
 	var inSpool []queued
 	for _, q := range work {

@@ -20,7 +20,10 @@ func TestDryMapCountsNothing(t *testing.T) {
 	}{
 		{"prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4", ingest.Gauge, "prosody catalog: prosody_mod_c2s__connections", false},
 		{"prosody.prosody_mod_thirdparty.things.localhost", ingest.Counter, "prosody: not in the catalog", false},
-		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.bucket.3", ingest.Counter, "prosody catalog: prosody_mod_smacks__tx_acked_stanzas", true},
+		// A bound the catalog lacks is learned from the wire; one that is
+		// not a number is dropped.
+		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.bucket.3", ingest.Counter, "prosody catalog: prosody_mod_smacks__tx_acked_stanzas", false},
+		{"prosody.prosody_mod_smacks.tx_acked_stanzas.localhost.bucket.x", ingest.Counter, "prosody catalog: prosody_mod_smacks__tx_acked_stanzas", true},
 	} {
 		dry, ok := m.DryMap(tt.name, tt.typ, nil)
 		if !ok || dry.Rule != tt.rule || dry.Drop != tt.drop {
