@@ -238,6 +238,8 @@ func resolveSecrets(cfg *Config, keys keyIndex) Errors {
 		p := fmt.Sprintf("remote_write[%d].", i)
 		expand(p+"bearer_token", &rw.BearerToken)
 		fromFile(p, "bearer_token", rw.BearerTokenFile, &rw.BearerToken)
+		expand(p+"password", &rw.Password)
+		fromFile(p, "password", rw.PasswordFile, &rw.Password)
 		for name, v := range rw.Headers {
 			expand(p+"headers."+name, &v)
 			rw.Headers[name] = v
