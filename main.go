@@ -118,6 +118,7 @@ func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 					return nil
 				},
 			},
+			healthcheckCommand(stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",
