@@ -2,9 +2,10 @@
 # test.sh: statsbridge's whole test suite, on a fresh Debian machine with Go.
 #
 # It installs what the tests need and is missing (the Debian packages of the
-# servers the end-to-end tests start: graphite-carbon, influxdb,
-# prometheus, victoria-metrics, prosody and prosody-modules; python3, which
-# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo; the
+# servers the end-to-end tests start: graphite-carbon, carbon-c-relay,
+# influxdb, prometheus, victoria-metrics, prosody and prosody-modules;
+# python3, which drives Prosody's XMPP traffic; systemd, whose
+# systemd-analyze checks the example unit; gcc and libc6-dev, as -race needs cgo; the
 # Go modules; and the oracles the end-to-end tests compare against),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
@@ -26,7 +27,8 @@ missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
 	victoria-metrics:victoria-metrics prosody:prosody \
 	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
-	gcc:gcc /usr/include/stdio.h:libc6-dev; do
+	gcc:gcc /usr/include/stdio.h:libc6-dev carbon-c-relay:carbon-c-relay \
+	systemd-analyze:systemd; do
 	check=${pair%%:*}
 	case "$check" in
 	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;
