@@ -19,6 +19,7 @@ require (
 	github.com/DataDog/sketches-go v1.4.8 // DDSketch: timer percentiles past the exact limit, summary quantiles
 	github.com/axiomhq/hyperloglog v0.3.0 // set cardinality past the exact limit
 	github.com/prometheus/statsd_exporter v0.31.0 // pkg/mapper: mapping files and names exactly as statsd_exporter has them
+	go.yaml.in/yaml/v2 v2.4.4 // e2e: reads the example alert rules and their promtool tests (statsd_exporter's YAML already)
 )
 
 require (
@@ -35,6 +36,5 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
