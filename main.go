@@ -179,6 +179,7 @@ func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 				Action:       func(c *cli.Context) error { return tapCommand(c, stdout) },
 				OnUsageError: usageError,
 			},
+			healthcheckCommand(stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -58,7 +58,12 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 			DeleteIdle:      g.DeleteIdle,
 			ExternalLabels:  externalLabels(g.ExternalLabels),
 		})
-		t := graphite.NewTransport(g.Address, g.Timeout.D())
+		tlsConfig, err := graphiteTLS(fmt.Sprintf("graphite[%d]", i), g.TLS, logger)
+		if err != nil {
+			closePlans(out)
+			return nil, err
+		}
+		t := graphite.NewTransport(g.Address, g.Timeout.D(), tlsConfig)
 		plan := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, graphiteShape(g), g.Push, logger, events)
 		plan.conf, plan.enc, plan.t, plan.skipped, plan.close = g, enc, t, enc.Skipped.Load, t.Close
 		out = append(out, plan)
@@ -72,9 +77,14 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 			Percentiles:    cfg.Statsd.Percentiles,
 			ProsodyPrefix:  cfg.Prosody.Prefix,
 		})
+		client, err := httpClientOptions(fmt.Sprintf("influx[%d]", i), in.Timeout.D(), in.HTTPClient, logger)
+		if err != nil {
+			closePlans(out)
+			return nil, err
+		}
 		t, err := influx.NewTransport(influx.TransportOptions{
 			URL: in.URL, Token: in.Token.Reveal(), Username: in.Username, Password: in.Password.Reveal(),
-			Gzip: in.Gzip, Timeout: in.Timeout.D(), CreateDatabase: in.CreateDatabase,
+			Gzip: in.Gzip, Timeout: in.Timeout.D(), TLS: client.TLS, Proxy: client.Proxy, CreateDatabase: in.CreateDatabase,
 		})
 		if err != nil {
 			closePlans(out)
@@ -92,14 +102,12 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 			CreatedSeries:  rw.CreatedSeries,
 			LEFormat:       leFormat(rw.LEFormat),
 		})
-		headers := map[string]string{}
-		for k, v := range rw.Headers {
-			headers[k] = v.Reveal()
+		client, err := httpClientOptions(fmt.Sprintf("remote_write[%d]", i), rw.Timeout.D(), rw.HTTPClient, logger)
+		if err != nil {
+			closePlans(out)
+			return nil, err
 		}
-		if rw.BearerToken != "" {
-			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
-		}
-		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
+		t := remotewrite.NewTransport(rw.URL, remoteWriteHeaders(rw), client)
 		plan := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger, events)
 		plan.target = "remote_write " + config.RedactURL(rw.URL)
 		plan.conf, plan.enc, plan.t, plan.skipped, plan.close = rw, enc, t, func() uint64 { return 0 }, func() {}

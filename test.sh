@@ -2,13 +2,14 @@
 # test.sh: statsbridge's whole test suite, on a fresh Debian machine with Go.
 #
 # It installs what the tests need and is missing (the Debian packages of the
-# servers the end-to-end tests start: graphite-carbon, influxdb,
-# prometheus, victoria-metrics, prosody and prosody-modules; python3, which
-# drives Prosody's XMPP traffic; tmux, the terminal statsbridge tap's top
-# view is tested in; gcc and libc6-dev, as -race needs cgo; nodejs and npm;
-# the Go modules; and the oracles the end-to-end tests compare against:
-# Telegraf's statsd input, built from its Go module, and npm's statsd
-# package, Etsy statsd),
+# servers the end-to-end tests start: graphite-carbon, carbon-c-relay,
+# influxdb, prometheus, victoria-metrics, prosody and prosody-modules;
+# python3, which drives Prosody's XMPP traffic; tmux, the terminal
+# statsbridge tap's top view is tested in; systemd, whose systemd-analyze
+# checks the example unit; gcc and libc6-dev, as -race needs cgo; nodejs
+# and npm; the Go modules; and the oracles the end-to-end tests compare
+# against: Telegraf's statsd input, built from its Go module, and npm's
+# statsd package, Etsy statsd),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -29,7 +30,8 @@ missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
 	victoria-metrics:victoria-metrics prosody:prosody \
 	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 tmux:tmux \
-	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm; do
+	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm \
+	carbon-c-relay:carbon-c-relay systemd-analyze:systemd; do
 	check=${pair%%:*}
 	case "$check" in
 	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;

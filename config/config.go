@@ -145,11 +145,42 @@ const (
 
 // Graphite is one carbon plaintext sink.
 type Graphite struct {
-	Address         string `toml:"address"`
-	Layout          string `toml:"layout"`
-	LegacyNamespace bool   `toml:"legacy_namespace"`
-	Prefix          string `toml:"prefix"`
+	Address         string      `toml:"address"`
+	Layout          string      `toml:"layout"`
+	LegacyNamespace bool        `toml:"legacy_namespace"`
+	Prefix          string      `toml:"prefix"`
+	TLS             GraphiteTLS `toml:"tls"`
 	Push
+}
+
+// TLS is how a push sink checks its backend's certificate and shows its own.
+// Every field may be left empty: the system's CAs check the backend, and no
+// client certificate is shown.
+type TLS struct {
+	CAFile   string `toml:"ca_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ServerName is the name the backend's certificate must hold, when it
+	// is not the host the sink connects to.
+	ServerName         string `toml:"server_name"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+}
+
+// GraphiteTLS is carbon's TLS. Carbon's plaintext protocol has no URL
+// scheme to ask for TLS, so it is switched on.
+type GraphiteTLS struct {
+	Enabled bool `toml:"enabled"`
+	TLS
+}
+
+// HTTPClient is how an HTTP sink reaches its backend: TLS for an https://
+// URL, and a proxy.
+type HTTPClient struct {
+	TLS TLS `toml:"tls"`
+	// ProxyURL is an http://, https:// or socks5:// proxy, with its
+	// credentials as user information; "" takes HTTPS_PROXY, HTTP_PROXY and
+	// NO_PROXY from the environment.
+	ProxyURL string `toml:"proxy_url"`
 }
 
 // Graphite layouts, the values of Graphite.Layout.
@@ -172,6 +203,7 @@ type Influx struct {
 	CreateDatabase bool `toml:"create_database"`
 	// Shape is the convention the points follow (see EffectiveShape).
 	Shape string `toml:"shape"`
+	HTTPClient
 	Push
 }
 
@@ -201,8 +233,14 @@ type RemoteWrite struct {
 	Headers         map[string]Secret `toml:"headers"`
 	BearerToken     Secret            `toml:"bearer_token"`
 	BearerTokenFile string            `toml:"bearer_token_file"`
-	CreatedSeries   bool              `toml:"created_series"`
-	LEFormat        string            `toml:"le_format"`
+	// Username, with Password, is HTTP basic authentication (Grafana
+	// Cloud, a Mimir or Thanos Receive behind a proxy).
+	Username      string `toml:"username"`
+	Password      Secret `toml:"password"`
+	PasswordFile  string `toml:"password_file"`
+	CreatedSeries bool   `toml:"created_series"`
+	LEFormat      string `toml:"le_format"`
+	HTTPClient
 	Push
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statsbridge/statsbridge/sinks/tlstest"
 )
 
 func readExample(t *testing.T) string {
@@ -317,6 +319,11 @@ func TestRelativePathsAreReadFromTheFilesDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "influx.token"), []byte("Token1xyz\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "influx.pass"), []byte("Pass1xyz\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "rw.token"), []byte("Bearer1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rw.pass"), []byte("RwPass1xyz\n"), 0o600)
+	ca := tlstest.NewCA(t, "relative")
+	caFile := ca.WriteCA(t, dir)
+	os.Mkdir(filepath.Join(dir, "tls"), 0o755)
+	tlstest.WriteKeyPair(t, filepath.Join(dir, "tls"), "client", ca.Client(t, "statsbridge"))
 	path := filepath.Join(dir, "statsbridge.toml")
 	os.WriteFile(path, []byte(`
 [statsd]
@@ -337,6 +344,11 @@ spool_dir = "/var/lib/statsbridge"
 [[remote_write]]
 url = "http://prom:9090/api/v1/write"
 bearer_token_file = "rw.token"
+[[remote_write]]
+url = "https://prom:9090/api/v1/write"
+username = "u"
+password_file = "rw.pass"
+tls = { ca_file = "`+filepath.Base(caFile)+`", cert_file = "tls/client.crt", key_file = "tls/client.key" }
 `), 0o644)
 	t.Chdir(t.TempDir()) // somewhere else
 	cfg, err := Load(path)
@@ -351,6 +363,10 @@ bearer_token_file = "rw.token"
 		{"influx[0].token_file", cfg.Influx[0].Token.Reveal(), "Token1xyz"},
 		{"influx[1].password_file", cfg.Influx[1].Password.Reveal(), "Pass1xyz"},
 		{"remote_write[0].bearer_token_file", cfg.RemoteWrite[0].BearerToken.Reveal(), "Bearer1xyz"},
+		{"remote_write[1].password_file", cfg.RemoteWrite[1].Password.Reveal(), "RwPass1xyz"},
+		{"remote_write[1].tls.ca_file", cfg.RemoteWrite[1].TLS.CAFile, caFile},
+		{"remote_write[1].tls.cert_file", cfg.RemoteWrite[1].TLS.CertFile, filepath.Join(dir, "tls/client.crt")},
+		{"remote_write[1].tls.key_file", cfg.RemoteWrite[1].TLS.KeyFile, filepath.Join(dir, "tls/client.key")},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

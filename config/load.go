@@ -216,19 +216,29 @@ func resolvePaths(cfg *Config, dir string) {
 		resolve(&cfg.Statsd.Unixgram[i])
 	}
 	resolve(&cfg.Mapping.File)
+	tls := func(t *TLS) {
+		resolve(&t.CAFile)
+		resolve(&t.CertFile)
+		resolve(&t.KeyFile)
+	}
 	for i := range cfg.Graphite {
-		resolve(&cfg.Graphite[i].SpoolDir)
+		g := &cfg.Graphite[i]
+		resolve(&g.SpoolDir)
+		tls(&g.TLS.TLS)
 	}
 	for i := range cfg.Influx {
 		in := &cfg.Influx[i]
 		resolve(&in.SpoolDir)
 		resolve(&in.TokenFile)
 		resolve(&in.PasswordFile)
+		tls(&in.HTTPClient.TLS)
 	}
 	for i := range cfg.RemoteWrite {
 		rw := &cfg.RemoteWrite[i]
 		resolve(&rw.SpoolDir)
 		resolve(&rw.BearerTokenFile)
+		resolve(&rw.PasswordFile)
+		tls(&rw.HTTPClient.TLS)
 	}
 }
 
@@ -278,6 +288,8 @@ func resolveSecrets(cfg *Config, keys keyIndex) Errors {
 		p := fmt.Sprintf("remote_write[%d].", i)
 		expand(p+"bearer_token", &rw.BearerToken)
 		fromFile(p, "bearer_token", rw.BearerTokenFile, &rw.BearerToken)
+		expand(p+"password", &rw.Password)
+		fromFile(p, "password", rw.PasswordFile, &rw.Password)
 		for name, v := range rw.Headers {
 			expand(p+"headers."+name, &v)
 			rw.Headers[name] = v

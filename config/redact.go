@@ -182,17 +182,24 @@ func (c Config) Redactor() Redactor {
 		}
 	}
 	addURL(c.Prosody.MetricsURL)
+	basicAuth := func(user string, password Secret) {
+		if user != "" && password != "" {
+			add(base64.StdEncoding.EncodeToString([]byte(user + ":" + password.Reveal())))
+		}
+	}
 	for _, in := range c.Influx {
 		addURL(in.URL)
+		addURL(in.ProxyURL)
 		add(in.Token.Reveal())
 		add(in.Password.Reveal())
-		if in.Username != "" && in.Password != "" {
-			add(base64.StdEncoding.EncodeToString([]byte(in.Username + ":" + in.Password.Reveal())))
-		}
+		basicAuth(in.Username, in.Password)
 	}
 	for _, rw := range c.RemoteWrite {
 		addURL(rw.URL)
+		addURL(rw.ProxyURL)
 		add(rw.BearerToken.Reveal())
+		add(rw.Password.Reveal())
+		basicAuth(rw.Username, rw.Password)
 		for _, v := range rw.Headers {
 			add(v.Reveal())
 		}

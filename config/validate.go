@@ -1,11 +1,14 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"os/user"
 	"regexp"
 	"strconv"
@@ -111,12 +114,15 @@ func (c *Config) validate(keys keyIndex) Errors {
 		v.hostPort(p+"address", p+"address", g.Address, false)
 		v.oneOf(p+"layout", g.Layout, LayoutEtsy, LayoutPaths, LayoutTags)
 		v.check(p+"prefix", !strings.ContainsAny(g.Prefix, " \t\n;"), "must not contain spaces or ';'")
+		v.check(p+"tls", g.TLS.Enabled || g.TLS.TLS == TLS{}, "these settings need tls.enabled = true")
+		v.tls(p, g.TLS.TLS)
 		v.push(p, &g.Push, CountersDelta, CountersCumulative)
 	}
 	for i := range c.Influx {
 		in := &c.Influx[i]
 		p := fmt.Sprintf("influx[%d].", i)
 		v.influxURL(p+"url", in.URL)
+		v.httpClient(p, in.URL, in.HTTPClient)
 		v.push(p, &in.Push, CountersDelta, CountersCumulative)
 		v.oneOf(p+"shape", in.Shape, "", ShapeTelegraf, ShapeEtsy, ShapePrometheus)
 		switch in.Shape {
@@ -130,6 +136,8 @@ func (c *Config) validate(keys keyIndex) Errors {
 		rw := &c.RemoteWrite[i]
 		p := fmt.Sprintf("remote_write[%d].", i)
 		v.httpURL(p+"url", rw.URL)
+		v.httpClient(p, rw.URL, rw.HTTPClient)
+		v.remoteWriteAuth(p, rw)
 		v.oneOf(p+"le_format", rw.LEFormat, LEFormatProsody, LEFormatFloat)
 		v.push(p, &rw.Push, CountersCumulative)
 	}
@@ -269,3 +277,62 @@ func (v *validator) push(prefix string, p *Push, counters ...string) {
 // the label on its own series: a label of that name from elsewhere would
 // collide with it.
 func seriesLabel(name string) bool { return name == "le" || name == "quantile" }
+
+// tls checks what a sink's TLS reads at start: a key pair that loads and a
+// CA file of PEM certificates, so that check-config finds what would fail.
+func (v *validator) tls(prefix string, t TLS) {
+	p := prefix + "tls."
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		v.check(p+"cert_file", false, "a client certificate needs its key_file too")
+	case t.KeyFile != "" && t.CertFile == "":
+		v.check(p+"key_file", false, "a client key needs its cert_file too")
+	case t.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.check(p+"cert_file", false, "%s and %s: %v", t.CertFile, t.KeyFile, err)
+		}
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			v.check(p+"ca_file", false, "%v", err)
+		} else {
+			v.check(p+"ca_file", x509.NewCertPool().AppendCertsFromPEM(pem), "%s holds no PEM certificate", t.CAFile)
+		}
+	}
+}
+
+// httpClient checks how an HTTP sink reaches its backend.
+func (v *validator) httpClient(prefix, rawURL string, c HTTPClient) {
+	if c.TLS != (TLS{}) {
+		u, err := url.Parse(rawURL)
+		v.check(prefix+"tls", err != nil || u.Scheme != "http", "TLS needs an https:// url")
+	}
+	v.tls(prefix, c.TLS)
+	if c.ProxyURL != "" {
+		u, err := url.Parse(c.ProxyURL)
+		ok := err == nil && u.Host != ""
+		if ok {
+			switch u.Scheme {
+			case "http", "https", "socks5", "socks5h":
+			default:
+				ok = false
+			}
+		}
+		v.check(prefix+"proxy_url", ok, "%q is not an http://, https:// or socks5:// proxy URL", RedactURL(c.ProxyURL))
+	}
+}
+
+// remoteWriteAuth checks that a remote-write sink sends one Authorization
+// header at most.
+func (v *validator) remoteWriteAuth(prefix string, rw *RemoteWrite) {
+	v.check(prefix+"password", rw.Password == "" || rw.Username != "", "a password needs its username")
+	v.check(prefix+"username", rw.Username == "" || rw.BearerToken == "",
+		"set either username and password (basic authentication) or bearer_token, not both")
+	for name := range rw.Headers {
+		if strings.EqualFold(name, "Authorization") {
+			v.check(prefix+"headers", rw.Username == "" && rw.BearerToken == "",
+				"an Authorization header and bearer_token or username: set only one")
+		}
+	}
+}

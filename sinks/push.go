@@ -189,7 +189,7 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 	p := &Push{opts: opts, policy: policyOf(opts), enc: enc, transport: t, spool: opts.Spool,
 		wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		failed:        ev.Event(slog.LevelWarn, "delivery failed; will retry"),
-		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database or credentials); the data waits until it is mended"),
+		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database, credentials or certificates); the data waits until it is mended"),
 		refused:       ev.Event(slog.LevelError, "the backend refused records; they are dropped"),
 		givenUp:       ev.Event(slog.LevelError, "gave a batch up"),
 		spoolFailed:   ev.Event(slog.LevelError, "could not use the spool"),

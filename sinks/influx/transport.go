@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,6 +25,8 @@ type TransportOptions struct {
 	Password string
 	Gzip     bool
 	Timeout  time.Duration
+	TLS      *tls.Config // for an https:// URL; nil is Go's default
+	Proxy    *url.URL    // nil takes the proxy from the environment
 	// CreateDatabase creates a missing 1.x database (CREATE DATABASE is
 	// idempotent) rather than waiting for an operator to.
 	CreateDatabase bool
@@ -57,7 +60,7 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	if o.Token != "" {
 		h.Set("Authorization", "Token "+o.Token)
 	}
-	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout),
+	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(sinks.ClientOptions{Timeout: o.Timeout, TLS: o.TLS, Proxy: o.Proxy}),
 		v2: strings.HasSuffix(u.Path, "/api/v2/write")}
 	if o.CreateDatabase && strings.HasSuffix(u.Path, "/write") {
 		t.createDB = q.Get("db")

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
@@ -181,7 +180,7 @@ type Transport struct {
 }
 
 // NewTransport returns a transport. headers may carry authentication.
-func NewTransport(url string, headers map[string]string, timeout time.Duration) *Transport {
+func NewTransport(url string, headers map[string]string, client sinks.ClientOptions) *Transport {
 	h := http.Header{
 		"Content-Encoding":                  {"snappy"},
 		"Content-Type":                      {"application/x-protobuf"},
@@ -191,7 +190,7 @@ func NewTransport(url string, headers map[string]string, timeout time.Duration) 
 	for k, v := range headers {
 		h.Set(k, v)
 	}
-	return &Transport{url: url, header: h, client: sinks.NewHTTPClient(timeout)}
+	return &Transport{url: url, header: h, client: sinks.NewHTTPClient(client)}
 }
 
 // Send implements sinks.Transport. Prometheus refuses a whole request for one
