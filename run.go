@@ -239,6 +239,7 @@ func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events
 		UnixgramGroup:              cfg.Statsd.UnixgramGroup,
 		Readers:                    cfg.Statsd.Readers,
 		ReadBuffer:                 int(cfg.Statsd.ReadBuffer),
+		ReadCork:                   cfg.Statsd.ReadCork.D(),
 		MaxLine:                    int(cfg.Statsd.MaxLine),
 		TCPMaxConnections:          cfg.Statsd.TCPMaxConnections,
 		TCPMaxConnectionsPerSource: cfg.Statsd.TCPMaxConnectionsPerSource,

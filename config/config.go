@@ -34,7 +34,10 @@ type Statsd struct {
 	UnixgramGroup string   `toml:"unixgram_group"`
 	Readers       int      `toml:"readers"`
 	ReadBuffer    ByteSize `toml:"read_buffer"`
-	MaxLine       ByteSize `toml:"max_line"`
+	// ReadCork is how long a UDP reader waits after a read that drained
+	// its socket, so that the next read takes a batch; 0 turns it off.
+	ReadCork Duration `toml:"read_cork"`
+	MaxLine  ByteSize `toml:"max_line"`
 
 	TCPMaxConnections          int      `toml:"tcp_max_connections"`
 	TCPMaxConnectionsPerSource int      `toml:"tcp_max_connections_per_source"`
@@ -206,6 +209,7 @@ func Default() Config {
 			UnixgramGroup:              "",
 			Readers:                    0,
 			ReadBuffer:                 8 << 20,
+			ReadCork:                   Duration(time.Millisecond),
 			MaxLine:                    64 << 10,
 			TCPMaxConnections:          1024,
 			TCPMaxConnectionsPerSource: 64,

@@ -31,6 +31,10 @@ type Config struct {
 	ReadBuffer int
 	// MaxLine is the longest line accepted.
 	MaxLine int
+	// ReadCork is how long a UDP reader waits, after a read that drained
+	// its socket, before it reads again, so that the next read takes a
+	// batch; 0 reads as soon as a datagram arrives.
+	ReadCork time.Duration
 
 	// TCPMaxConnections bounds the open TCP connections, and
 	// TCPMaxConnectionsPerSource (0: no bound) those of one IPv4 address
@@ -187,7 +191,7 @@ func (s *Server) Serve(ctx context.Context) {
 			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel}, s.badLog)
 	}
 	for _, u := range s.udp {
-		wg.Go(func() { u.serve(ctx, makeReader(), s.readFailed) })
+		wg.Go(func() { u.serve(ctx, makeReader(), s.cfg.ReadCork, s.readFailed) })
 	}
 	for _, l := range s.tcp {
 		wg.Go(func() { s.serveTCP(ctx, l, makeReader) })

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/statsbridge/statsbridge/throttle"
@@ -143,56 +141,79 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 }
 
 // serve reads batches of datagrams with recvmmsg until ctx is done, then
-// drains what the socket already holds.
-func (u *udpSocket) serve(ctx context.Context, r *Reader, failed *throttle.Event) {
-	pc := ipv4.NewPacketConn(u.conn)
-	msgs := make([]ipv4.Message, udpBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+// drains what the socket already holds. After a read that empties the
+// socket it waits up to cork (see readCork) before the next, so that at
+// any steady rate each wake-up reads a batch.
+func (u *udpSocket) serve(ctx context.Context, r *Reader, cork time.Duration, failed *throttle.Event) {
+	defer u.conn.Close()
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
+		return
 	}
+	m := newMmsgReader(udpBatch, r.sourceLabel != nil)
 	stop := context.AfterFunc(ctx, func() { u.conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	defer u.conn.Close()
-	for {
-		n, err := pc.ReadBatch(msgs, 0)
-		u.handle(r, msgs[:max(n, 0)])
+	corker := readCork{max: cork}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for ctx.Err() == nil {
+		err := rc.Read(m.readFn)
 		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if !isTimeout(err) {
+			if ctx.Err() == nil && !isTimeout(err) {
 				failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
 				time.Sleep(100 * time.Millisecond) // a persistent error must not spin
 			}
 			continue
 		}
+		u.handle(r, m)
+		if m.errno != 0 {
+			failed.Log("udp", u.conn.LocalAddr().String(), "err", m.errno)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if cork <= 0 || m.n == len(m.hdrs) {
+			continue // a full batch: more is queued
+		}
+		wait := corker.next(time.Now(), m.queued, m.rcvbuf)
+		m.queued, m.rcvbuf = 0, 0
+		if wait == 0 {
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+			m.measure = true
+		case <-ctx.Done():
+			timer.Stop()
+		}
 	}
 	// Read what arrived before the stop without waiting for more.
-	u.conn.SetReadDeadline(time.Time{})
 	deadline := time.Now().Add(drainTime)
 	for time.Now().Before(deadline) {
-		n, err := pc.ReadBatch(msgs, unix.MSG_DONTWAIT)
-		u.handle(r, msgs[:max(n, 0)])
-		if err != nil || n <= 0 {
-			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				failed.Log("udp", u.conn.LocalAddr().String(), "err", err, "draining", true)
+		var errno unix.Errno
+		if err := rc.Control(func(fd uintptr) { m.n, errno = m.recv(fd, unix.MSG_DONTWAIT) }); err != nil {
+			return
+		}
+		m.errno = errno
+		u.handle(r, m)
+		if errno != 0 || m.n == 0 {
+			if errno != 0 && errno != unix.EAGAIN {
+				failed.Log("udp", u.conn.LocalAddr().String(), "err", errno, "draining", true)
 			}
 			return
 		}
 	}
 }
 
-func (u *udpSocket) handle(r *Reader, msgs []ipv4.Message) {
-	if len(msgs) == 0 {
-		return
+// handle hands the datagrams of the last read to the reader, and publishes
+// the reader's counts.
+func (u *udpSocket) handle(r *Reader, m *mmsgReader) {
+	for i := range m.n {
+		b, from := m.datagram(i)
+		r.Datagram(b, from)
 	}
-	for i := range msgs {
-		m := &msgs[i]
-		var from netip.Addr
-		if a, ok := m.Addr.(*net.UDPAddr); ok {
-			from, _ = netip.AddrFromSlice(a.IP)
-		}
-		r.Datagram(m.Buffers[0][:m.N], from)
-	}
+	r.udpReads += m.calls
+	m.calls = 0
 	r.Flush()
 }
