@@ -268,6 +268,9 @@ func newHTTP(cfg config.Config, m *model.Model, logger *slog.Logger) (*http.Serv
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", openmetrics.NewHandler(m, access, openmetrics.Options{LEFormat: leFormat(cfg.HTTP.LEFormat)}, logger))
+	if cfg.HTTP.Pprof {
+		servePprof(mux, access)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

@@ -102,6 +102,9 @@ type HTTP struct {
 	Allow          []string `toml:"allow"`
 	TrustedProxies []string `toml:"trusted_proxies"`
 	LEFormat       string   `toml:"le_format"`
+	// Pprof serves Go's profiles under /debug/pprof/ to the allowed
+	// addresses.
+	Pprof bool `toml:"pprof"`
 }
 
 // Spellings of le and quantile label values, the values of HTTP.LEFormat
@@ -236,6 +239,7 @@ func Default() Config {
 			Allow:          []string{"127.0.0.0/8", "::1/128"},
 			TrustedProxies: []string{},
 			LEFormat:       LEFormatProsody,
+			Pprof:          false,
 		},
 		Graphite:    []Graphite{},
 		Influx:      []Influx{},

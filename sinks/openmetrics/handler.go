@@ -69,6 +69,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// Guard serves h only to the addresses a scrape would be allowed from, and
+// refuses the others as /metrics does.
+func (a Access) Guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := a.client(r); !ok {
+			http.Error(w, "forbidden: this address is not in http.allow", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // client finds the scraper's address and checks it against the allow list.
 // Behind a trusted proxy the client is the right-most X-Forwarded-For hop
 // that is not itself a trusted proxy. Every line of the header counts, in
