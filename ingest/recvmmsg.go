@@ -16,10 +16,6 @@ type mmsgReader struct {
 	hdrs  []unix.Mmsghdr
 	bufs  [][]byte
 	names []unix.RawSockaddrInet6 // nil unless senders are wanted
-	// readFn is read as a method value, made once: rc.Read takes it
-	// without allocating.
-	readFn func(fd uintptr) bool
-
 	// What the last read found: n datagrams, or errno.
 	n     int
 	errno unix.Errno
@@ -50,25 +46,23 @@ func newMmsgReader(batch int, senders bool) *mmsgReader {
 			h.Namelen = unix.SizeofSockaddrInet6
 		}
 	}
-	m.readFn = m.read
 	return m
 }
 
-// read is called by the socket's RawConn: it reads what is queued without
-// waiting, and returns false when nothing was, so that the netpoller waits
-// for the socket.
-func (m *mmsgReader) read(fd uintptr) bool {
+// read reads what is queued without waiting: m.n datagrams, or m.errno
+// (EAGAIN when nothing was).
+func (m *mmsgReader) read(fd uintptr) {
 	if m.measure {
 		m.measure = false
 		m.queued, m.rcvbuf = socketMemory(fd)
 	}
 	m.n, m.errno = m.recv(fd, unix.MSG_DONTWAIT)
-	return m.errno != unix.EAGAIN
 }
 
 func (m *mmsgReader) recv(fd uintptr, flags int) (int, unix.Errno) {
 	m.calls++
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)),
+	// Raw: the call never blocks, so the scheduler need not know of it.
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)),
 		uintptr(flags), 0, 0)
 	if errno != 0 {
 		return 0, errno

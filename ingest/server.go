@@ -163,7 +163,7 @@ func (s *Server) UDPAddrs() []net.Addr {
 	var out []net.Addr
 	seen := map[string]bool{}
 	for _, u := range s.udp {
-		a := u.conn.LocalAddr()
+		a := u.addr
 		if !seen[a.String()] {
 			seen[a.String()] = true
 			out = append(out, a)

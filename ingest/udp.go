@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // udpSocket is one of the SO_REUSEPORT sockets of a UDP address; the kernel
 // spreads datagrams over them, and each has its own reader goroutine.
 type udpSocket struct {
-	conn  *net.UDPConn
+	conn  *net.UDPConn // until its reader takes the descriptor
+	addr  net.Addr
 	inode uint64 // for the kernel's counters in /proc/net/udp
 }
 
@@ -91,7 +93,7 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 }
 
 func newUDPSocket(c *net.UDPConn) *udpSocket {
-	return &udpSocket{conn: c, inode: socketInode(c)}
+	return &udpSocket{conn: c, addr: c.LocalAddr(), inode: socketInode(c)}
 }
 
 func closeUDPSockets(socks []*udpSocket) {
@@ -144,66 +146,118 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 // drains what the socket already holds. After a read that empties the
 // socket it waits up to cork (see readCork) before the next, so that at
 // any steady rate each wake-up reads a batch.
+//
+// It reads on a locked OS thread of its own, outside Go's netpoller:
+// there every datagram that arrives while the reader waits out the cork
+// would wake a thread blocked in epoll_wait all the same, and cost what
+// the cork saves. So the socket leaves the netpoller (the net.UDPConn is
+// closed after its descriptor was duplicated), and the thread sleeps in
+// ppoll: on the socket and a stop eventfd while it waits for a datagram,
+// on the eventfd alone while it waits out the cork.
 func (u *udpSocket) serve(ctx context.Context, r *Reader, cork time.Duration, failed *throttle.Event) {
-	defer u.conn.Close()
-	rc, err := u.conn.SyscallConn()
+	fd, stopFd, err := u.detach()
 	if err != nil {
-		failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
+		failed.Log("udp", u.addr.String(), "err", err)
 		return
 	}
-	m := newMmsgReader(udpBatch, r.sourceLabel != nil)
-	stop := context.AfterFunc(ctx, func() { u.conn.SetReadDeadline(time.Now()) })
+	defer unix.Close(fd)
+	defer unix.Close(stopFd)
+	stop := context.AfterFunc(ctx, func() {
+		one := [8]byte{1}
+		unix.Write(stopFd, one[:])
+	})
 	defer stop()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m := newMmsgReader(udpBatch, r.sourceLabel != nil)
 	corker := readCork{max: cork}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	w := newUDPWaiter(fd, stopFd)
 	for ctx.Err() == nil {
-		err := rc.Read(m.readFn)
-		if err != nil {
-			if ctx.Err() == nil && !isTimeout(err) {
-				failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
+		m.read(uintptr(fd))
+		u.handle(r, m)
+		switch {
+		case m.errno == unix.EAGAIN:
+			if err := w.wait(); err != nil {
+				failed.Log("udp", u.addr.String(), "err", err)
 				time.Sleep(100 * time.Millisecond) // a persistent error must not spin
 			}
 			continue
-		}
-		u.handle(r, m)
-		if m.errno != 0 {
-			failed.Log("udp", u.conn.LocalAddr().String(), "err", m.errno)
+		case m.errno != 0:
+			failed.Log("udp", u.addr.String(), "err", m.errno)
 			time.Sleep(100 * time.Millisecond)
 			continue
-		}
-		if cork <= 0 || m.n == len(m.hdrs) {
+		case cork <= 0 || m.n == len(m.hdrs):
 			continue // a full batch: more is queued
 		}
 		wait := corker.next(time.Now(), m.queued, m.rcvbuf)
 		m.queued, m.rcvbuf = 0, 0
-		if wait == 0 {
-			continue
-		}
-		timer.Reset(wait)
-		select {
-		case <-timer.C:
+		if wait > 0 {
+			w.sleep(wait)
 			m.measure = true
-		case <-ctx.Done():
-			timer.Stop()
 		}
 	}
 	// Read what arrived before the stop without waiting for more.
-	deadline := time.Now().Add(drainTime)
-	for time.Now().Before(deadline) {
-		var errno unix.Errno
-		if err := rc.Control(func(fd uintptr) { m.n, errno = m.recv(fd, unix.MSG_DONTWAIT) }); err != nil {
-			return
-		}
-		m.errno = errno
+	for deadline := time.Now().Add(drainTime); time.Now().Before(deadline); {
+		m.n, m.errno = m.recv(uintptr(fd), unix.MSG_DONTWAIT)
 		u.handle(r, m)
-		if errno != 0 || m.n == 0 {
-			if errno != 0 && errno != unix.EAGAIN {
-				failed.Log("udp", u.conn.LocalAddr().String(), "err", errno, "draining", true)
+		if m.errno != 0 || m.n == 0 {
+			if m.errno != 0 && m.errno != unix.EAGAIN {
+				failed.Log("udp", u.addr.String(), "err", m.errno, "draining", true)
 			}
 			return
 		}
 	}
+}
+
+// detach takes the socket out of Go's netpoller: it returns a duplicate of
+// its descriptor, in blocking mode, and closes the net.UDPConn (which
+// removes the original from the netpoller's epoll set); and an eventfd to
+// stop the reader with.
+func (u *udpSocket) detach() (fd, stopFd int, err error) {
+	defer u.conn.Close()
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		return -1, -1, err
+	}
+	fd = -1
+	if cerr := rc.Control(func(orig uintptr) { fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return -1, -1, cerr
+	}
+	if err != nil {
+		return -1, -1, err
+	}
+	if stopFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(fd)
+		return -1, -1, err
+	}
+	return fd, stopFd, nil
+}
+
+// udpWaiter is how a UDP reader thread sleeps: until its socket has a
+// datagram, for a while, or until it is stopped.
+type udpWaiter struct {
+	fds [2]unix.PollFd // the stop eventfd, then the socket
+}
+
+func newUDPWaiter(fd, stopFd int) *udpWaiter {
+	return &udpWaiter{fds: [2]unix.PollFd{{Fd: int32(stopFd), Events: unix.POLLIN}, {Fd: int32(fd), Events: unix.POLLIN}}}
+}
+
+// wait sleeps until the socket is readable or the reader is stopped.
+func (w *udpWaiter) wait() error {
+	_, err := unix.Ppoll(w.fds[:], nil, nil)
+	if err == unix.EINTR {
+		return nil
+	}
+	return err
+}
+
+// sleep sleeps for d, or until the reader is stopped; datagrams that
+// arrive meanwhile wake nobody.
+func (w *udpWaiter) sleep(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	unix.Ppoll(w.fds[:1], &ts, nil)
 }
 
 // handle hands the datagrams of the last read to the reader, and publishes
