@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -162,11 +163,20 @@ func (u *udpSocket) serve(ctx context.Context, r *Reader, cork time.Duration, fa
 	}
 	defer unix.Close(fd)
 	defer unix.Close(stopFd)
+	// The eventfd is closed only once nothing can write to it any more: a
+	// late write to its number, reused, would go to another file.
+	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		one := [8]byte{1}
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(stopFd, one[:])
+		close(stopped)
 	})
-	defer stop()
+	defer func() {
+		if !stop() {
+			<-stopped
+		}
+	}()
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
