@@ -96,3 +96,32 @@ func TestReadCorkWaitIsBoundedByTheSocketBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestUDPSenderAddress: with source_label, the sender's address comes from
+// recvmmsg's own address room, whatever the family; an IPv4 sender to a
+// dual-stack socket is labelled with its IPv4 address.
+func TestUDPSenderAddress(t *testing.T) {
+	tests := []struct {
+		listen, dial, want string
+	}{
+		{"127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
+		{"[::1]:0", "::1", "::1"},
+		{"[::]:0", "127.0.0.1", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen+" from "+tt.dial, func(t *testing.T) {
+			ts := serve(t, Config{UDP: []string{tt.listen}, SourceLabel: "instance"})
+			port := ts.UDPAddrs()[0].(*net.UDPAddr).Port
+			c, err := net.Dial("udp", net.JoinHostPort(tt.dial, fmt.Sprint(port)))
+			if err != nil {
+				t.Skipf("no %s: %v", tt.dial, err)
+			}
+			c.Write([]byte("a:1|c"))
+			c.Close()
+			ts.stop()
+			if got, want := strings.Join(ts.rec.got(), " "), "a;instance="+tt.want+"=1"; got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
+}
