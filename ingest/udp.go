@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -263,11 +264,26 @@ func (w *udpWaiter) wait() error {
 	return err
 }
 
+// rawSleepMax bounds the sleeps a reader makes without telling Go's
+// scheduler.
+const rawSleepMax = 2 * time.Millisecond
+
 // sleep sleeps for d, or until the reader is stopped; datagrams that
 // arrive meanwhile wake nobody.
+//
+// A sleep of the cork's length is a raw system call: one the scheduler
+// hears of has sysmon take the thread's P and hand it back, which cost
+// about twice the CPU of the sleep itself (BENCHMARKS.md). The thread keeps
+// its P meanwhile: a stop of the world waits for the sleep to end, and the
+// P's other goroutines run elsewhere or when sysmon preempts the reader, so
+// only sleeps up to rawSleepMax are made that way.
 func (w *udpWaiter) sleep(d time.Duration) {
 	ts := unix.NsecToTimespec(d.Nanoseconds())
-	unix.Ppoll(w.fds[:1], &ts, nil)
+	if d > rawSleepMax {
+		unix.Ppoll(w.fds[:1], &ts, nil)
+		return
+	}
+	unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&w.fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 }
 
 // handle hands the datagrams of the last read to the reader, and publishes
