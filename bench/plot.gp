@@ -9,7 +9,7 @@ set logscale x
 set autoscale xfix
 set format x "%.0s%c"
 set grid
-set key top right
+set key top left
 set xlabel "offered datagrams per second"
 
 do for [shape in "prosody batched"] {

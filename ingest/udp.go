@@ -222,9 +222,9 @@ func (u *udpSocket) serve(ctx context.Context, r *Reader, cork time.Duration, fa
 }
 
 // detach takes the socket out of Go's netpoller: it returns a duplicate of
-// its descriptor, in blocking mode, and closes the net.UDPConn (which
-// removes the original from the netpoller's epoll set); and an eventfd to
-// stop the reader with.
+// its descriptor and closes the net.UDPConn (which removes the original
+// from the netpoller's epoll set); and an eventfd to stop the reader with.
+// The descriptor stays non-blocking: the reader waits in ppoll only.
 func (u *udpSocket) detach() (fd, stopFd int, err error) {
 	defer u.conn.Close()
 	rc, err := u.conn.SyscallConn()
