@@ -109,6 +109,9 @@ func (r *relay) mux(cfg config.Config) *http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", openmetrics.NewHandler(r.model, access, openmetrics.Options{LEFormat: leFormat(cfg.HTTP.LEFormat)}, r.logger))
+	if cfg.HTTP.Pprof {
+		servePprof(mux, adminOnly)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

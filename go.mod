@@ -10,8 +10,7 @@ require (
 	github.com/prometheus/common v0.73.1 // expfmt: content negotiation and the Prometheus text format
 	github.com/prometheus/prometheus v0.316.0 // prompb for remote-write (product card); textparse reads Prosody's /metrics
 	github.com/urfave/cli/v2 v2.27.7 // the command line (product card)
-	golang.org/x/net v0.62.0 // ipv4/ipv6 ReadBatch: recvmmsg for UDP
-	golang.org/x/sys v0.49.0 // socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), MSG_DONTWAIT
+	golang.org/x/sys v0.49.0 // recvmmsg and socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), SO_MEMINFO
 	google.golang.org/protobuf v1.36.12 // builds client_model messages for expfmt
 )
 

@@ -503,6 +503,7 @@ func ingestSettings(cfg config.Config) ingest.Config {
 		UnixgramGroup:              cfg.Statsd.UnixgramGroup,
 		Readers:                    cfg.Statsd.Readers,
 		ReadBuffer:                 int(cfg.Statsd.ReadBuffer),
+		ReadCork:                   cfg.Statsd.ReadCork.D(),
 		MaxLine:                    int(cfg.Statsd.MaxLine),
 		TCPMaxConnections:          cfg.Statsd.TCPMaxConnections,
 		TCPMaxConnectionsPerSource: cfg.Statsd.TCPMaxConnectionsPerSource,

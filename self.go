@@ -72,6 +72,8 @@ func registerSelfMetrics(r *relay) *selfMetrics {
 	counter("statsbridge_ingest_datagrams", "UDP and unixgram datagrams and TCP reads received", nil, u64(in.Datagrams.Load))
 	counter("statsbridge_ingest_bytes", "Bytes of StatsD received", nil, u64(in.Bytes.Load))
 	counter("statsbridge_ingest_lines", "StatsD lines received, good or bad", nil, u64(in.Lines.Load))
+	counter("statsbridge_ingest_udp_reads", "Read system calls on the UDP sockets, those that found nothing included (see read_cork)", nil,
+		u64(in.UDPReads.Load))
 	for _, reason := range ingest.Reasons() {
 		counter("statsbridge_ingest_bad_lines", "StatsD lines rejected, by reason",
 			model.Labels{{Name: "reason", Value: reason.String()}}, u64(in.BadLines[reason].Load))

@@ -13,7 +13,8 @@
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
-# parser briefly, and builds the release binary as the Dockerfile does.
+# parser briefly, builds the release binary as the Dockerfile does, and
+# runs the benchmark harness once on a tiny load.
 #
 # CI runs it (.ci/run) with CI=true: there a missing server fails the
 # end-to-end tests instead of skipping them.
@@ -146,5 +147,13 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 ./build.sh "$out/statsbridge"
 "$out/statsbridge" version
+
+step "benchmark harness, once on a tiny load (bench/)"
+# bench/ is a module of its own (BENCHMARKS.md). The smoke run sends a
+# little of each traffic shape to statsbridge and statsd_exporter and fails
+# only when what they count does not add up to what was sent, never on
+# speed. statsd_exporter is built with go install once, into the user's
+# cache directory.
+(cd bench && go vet ./... && go run . -smoke)
 
 step "all passed"

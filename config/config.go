@@ -35,7 +35,10 @@ type Statsd struct {
 	UnixgramGroup string   `toml:"unixgram_group"`
 	Readers       int      `toml:"readers"`
 	ReadBuffer    ByteSize `toml:"read_buffer"`
-	MaxLine       ByteSize `toml:"max_line"`
+	// ReadCork is how long a UDP reader waits after a read that drained
+	// its socket, so that the next read takes a batch; 0 turns it off.
+	ReadCork Duration `toml:"read_cork"`
+	MaxLine  ByteSize `toml:"max_line"`
 
 	TCPMaxConnections          int      `toml:"tcp_max_connections"`
 	TCPMaxConnectionsPerSource int      `toml:"tcp_max_connections_per_source"`
@@ -110,6 +113,9 @@ type HTTP struct {
 	// reload), apart from Allow: a container opens /metrics to whole
 	// networks.
 	AdminAllow []string `toml:"admin_allow"`
+	// Pprof serves Go's profiles under /debug/pprof/ to the allowed
+	// addresses.
+	Pprof bool `toml:"pprof"`
 }
 
 // Spellings of le and quantile label values, the values of HTTP.LEFormat
@@ -259,6 +265,7 @@ func Default() Config {
 			UnixgramGroup:              "",
 			Readers:                    0,
 			ReadBuffer:                 8 << 20,
+			ReadCork:                   Duration(time.Millisecond),
 			MaxLine:                    64 << 10,
 			TCPMaxConnections:          1024,
 			TCPMaxConnectionsPerSource: 64,
@@ -286,6 +293,7 @@ func Default() Config {
 			TrustedProxies: []string{},
 			LEFormat:       LEFormatProsody,
 			AdminAllow:     []string{"127.0.0.0/8", "::1/128"},
+			Pprof:          false,
 		},
 		Graphite:    []Graphite{},
 		Influx:      []Influx{},

@@ -178,6 +178,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"source_label reserved", "[statsd]\nsource_label = \"__src\"\n", []string{"statsd.source_label", "line 2"}},
 		{"syntax", "[statsd\nudp = []\n", []string{"line 1", "TOML syntax"}},
 		{"negative line timeout", "[statsd]\ntcp_line_timeout = \"-1s\"\n", []string{"statsd.tcp_line_timeout", "line 2"}},
+		{"read cork too long", "[statsd]\nread_cork = \"1s\"\n", []string{"statsd.read_cork", "line 2", "100ms"}},
+		{"negative read cork", "[statsd]\nread_cork = \"-1ms\"\n", []string{"statsd.read_cork", "line 2"}},
 		{"negative per-source limit", "[statsd]\ntcp_max_connections_per_source = -1\n",
 			[]string{"statsd.tcp_max_connections_per_source", "line 2"}},
 		{"unknown unixgram group", "[statsd]\nunixgram_group = \"no-such-group-statsbridge\"\n",

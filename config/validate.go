@@ -50,6 +50,8 @@ func (c *Config) validate(keys keyIndex) Errors {
 	}
 	v.check("statsd.readers", s.Readers >= 0 && s.Readers <= 1024, "must be 0 (one per core) to 1024")
 	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")
+	v.check("statsd.read_cork", s.ReadCork >= 0 && s.ReadCork.D() <= 100*time.Millisecond,
+		"must be 0s (off) to 100ms")
 	v.check("statsd.max_line", s.MaxLine >= 512 && s.MaxLine <= 16<<20, "must be 512B to 16MiB")
 	v.check("statsd.tcp_max_connections", s.TCPMaxConnections > 0, "must be more than 0")
 	v.check("statsd.tcp_max_connections_per_source", s.TCPMaxConnectionsPerSource >= 0, "must not be negative (0: no limit)")

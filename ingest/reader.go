@@ -13,7 +13,11 @@ import (
 // Stats counts what the listeners received. Readers keep their own counts
 // and add them here once per batch.
 type Stats struct {
-	Datagrams   atomic.Uint64 // UDP and unixgram datagrams, TCP reads
+	Datagrams atomic.Uint64 // UDP and unixgram datagrams, TCP reads
+	// UDPReads counts the read system calls on UDP sockets, those that
+	// found nothing included: with Datagrams, it shows how well reads
+	// are batched.
+	UDPReads    atomic.Uint64
 	Bytes       atomic.Uint64
 	Lines       atomic.Uint64 // lines parsed, good or bad
 	BadLines    [numReasons]atomic.Uint64
@@ -106,6 +110,7 @@ type Reader struct {
 	badLines  BadLineWatcher
 
 	datagrams, bytes, lines uint64
+	udpReads                uint64
 	bad                     [numReasons]uint64
 }
 
@@ -263,6 +268,10 @@ func (r *Reader) publish() {
 		r.stats.Datagrams.Add(r.datagrams)
 		r.stats.Bytes.Add(r.bytes)
 		r.datagrams, r.bytes = 0, 0
+	}
+	if r.udpReads > 0 {
+		r.stats.UDPReads.Add(r.udpReads)
+		r.udpReads = 0
 	}
 	if r.lines > 0 {
 		r.stats.Lines.Add(r.lines)

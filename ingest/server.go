@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/statsbridge/statsbridge/throttle"
 )
 
@@ -32,6 +34,10 @@ type Config struct {
 	ReadBuffer int
 	// MaxLine is the longest line accepted.
 	MaxLine int
+	// ReadCork is how long a UDP reader waits, after a read that drained
+	// its socket, before it reads again, so that the next read takes a
+	// batch; 0 reads as soon as a datagram arrives.
+	ReadCork time.Duration
 
 	// TCPMaxConnections bounds the open TCP connections, and
 	// TCPMaxConnectionsPerSource (0: no bound) those of one IPv4 address
@@ -170,7 +176,7 @@ func ListenFrom(cfg Config, old *Server) (srv *Server, err error) {
 	if old != nil {
 		oldUDP, oldTCP, oldUnix = map[string][]*udpSocket{}, map[string]*tcpListener{}, map[string]*unixSocket{}
 		for _, u := range old.udp {
-			oldUDP[u.addr] = append(oldUDP[u.addr], u)
+			oldUDP[u.configured] = append(oldUDP[u.configured], u)
 		}
 		for _, l := range old.tcp {
 			oldTCP[l.addr] = l
@@ -182,7 +188,7 @@ func ListenFrom(cfg Config, old *Server) (srv *Server, err error) {
 	for _, addr := range cfg.UDP {
 		if socks := oldUDP[addr]; len(socks) > 0 {
 			for _, u := range socks {
-				setReadBuffer(u.conn, cfg.ReadBuffer, cfg.Logger)
+				setReadBuffer(u.fd, cfg.ReadBuffer, cfg.Logger)
 				srv.take(&u.handover)
 			}
 			srv.udp = append(srv.udp, socks...)
@@ -193,7 +199,7 @@ func ListenFrom(cfg Config, old *Server) (srv *Server, err error) {
 			return srv, fmt.Errorf("statsd udp %s: %w", addr, err)
 		}
 		for _, u := range socks {
-			u.addr = addr
+			u.configured = addr
 		}
 		srv.udp = append(srv.udp, socks...)
 	}
@@ -221,7 +227,7 @@ func ListenFrom(cfg Config, old *Server) (srv *Server, err error) {
 			if err := setOwnership(path, cfg.UnixgramMode, gid); err != nil {
 				return srv, fmt.Errorf("statsd unixgram %s: %w", path, err)
 			}
-			setReadBuffer(c.UnixConn, cfg.ReadBuffer, cfg.Logger)
+			setConnReadBuffer(c.UnixConn, cfg.ReadBuffer, cfg.Logger)
 			srv.take(&c.handover)
 			srv.unixgram = append(srv.unixgram, c)
 			continue
@@ -250,7 +256,7 @@ func (s *Server) Close() {
 	}
 	for _, u := range s.udp {
 		if s.owns(&u.handover) {
-			u.conn.Close()
+			unix.Close(u.fd)
 		}
 	}
 	for _, l := range s.tcp {
@@ -296,7 +302,7 @@ func (s *Server) UDPAddrs() []net.Addr {
 	var out []net.Addr
 	seen := map[string]bool{}
 	for _, u := range s.udp {
-		a := u.conn.LocalAddr()
+		a := u.bound
 		if !seen[a.String()] {
 			seen[a.String()] = true
 			out = append(out, a)
@@ -339,7 +345,7 @@ func (s *Server) Serve(ctx context.Context) {
 			MaxLine: s.cfg.MaxLine, SourceLabel: s.cfg.SourceLabel, Seen: s.cfg.Seen, BadLines: s.cfg.BadLines}, s.badLog)
 	}
 	for _, u := range s.udp {
-		s.readers.Go(func() { u.serve(s.reading, makeReader(), s.readFailed) })
+		s.readers.Go(func() { u.serve(s.reading, makeReader(), s.cfg.ReadCork, s.readFailed) })
 	}
 	for _, l := range s.tcp {
 		s.readers.Go(func() { s.serveTCP(ctx, l, makeReader) })

@@ -56,7 +56,7 @@ func listenUnixgram(path string, mode os.FileMode, gid, readBuffer int, logger *
 		os.Remove(path)
 		return nil, err
 	}
-	effective := setReadBuffer(c, readBuffer, logger)
+	effective := setConnReadBuffer(c, readBuffer, logger)
 	logger.Info("statsd unixgram socket", "path", path, "mode", fmt.Sprintf("%04o", mode), "gid", gid, "read_buffer", effective)
 	return c, nil
 }
