@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,6 +26,18 @@ import (
 
 // version is set at build time (see build.sh).
 var version = "dev"
+
+// buildVersion is the version build.sh set, or else the module's version
+// that `go install github.com/statsbridge/statsbridge@v1.2.3` records.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
 
 func main() {
 	os.Exit(statsbridge(os.Args, os.Stdout, os.Stderr, run))
@@ -136,7 +149,7 @@ func newApp(stdout, stderr io.Writer, runFn runner) *cli.App {
 		UsageText: "statsbridge [flags] [command [flags] [arguments]]\n\nEvery flag may stand before the command or after it.",
 		// --version and the version command print "statsbridge version
 		// <version> (<Go version>)", as statsbridge_build_info tells them.
-		Version:   version + " (" + runtime.Version() + ")",
+		Version:   buildVersion() + " (" + runtime.Version() + ")",
 		Reader:    os.Stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,

@@ -546,7 +546,7 @@ func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, f *
 	for _, p := range pushes {
 		targets = append(targets, p.plan.target)
 	}
-	logger.Info("statsbridge started", "version", version,
+	logger.Info("statsbridge started", "version", buildVersion(),
 		"statsd", strings.Join(listens, ", "), "http", httpAddr,
 		"flush_interval", cfg.Statsd.FlushInterval.D().String(),
 		"sends_to", strings.Join(targets, ", "))

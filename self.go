@@ -61,7 +61,7 @@ func registerSelfMetrics(r *relay) *selfMetrics {
 	u64 := func(f func() uint64) func() float64 { return func() float64 { return float64(f()) } }
 
 	gauge("statsbridge_build_info", "statsbridge's version and the Go version it was built with; always 1",
-		model.Labels{{Name: "version", Value: version}, {Name: "goversion", Value: runtime.Version()}},
+		model.Labels{{Name: "version", Value: buildVersion()}, {Name: "goversion", Value: runtime.Version()}},
 		func() float64 { return 1 })
 	gauge("statsbridge_config_last_reload_successful", "1 if the last reload (SIGHUP, POST /-/reload) was applied, 0 if it was refused", nil,
 		func() float64 { return float64(s.reloadOK.Load()) })

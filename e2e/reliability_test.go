@@ -357,7 +357,7 @@ func TestAFlushOfManySeriesReachesAHealthyBackendWhole(t *testing.T) {
 [statsd]
 udp = ["127.0.0.1:0"]
 tcp = []
-flush_interval = "5s"
+flush_interval = "10s"
 [limits]
 max_series = %d
 max_series_per_family = %d
@@ -519,8 +519,9 @@ func TestFailingBackends(t *testing.T) {
 				backendURL = in.URL
 				// Cumulative counters, as remote-write's: the totals that
 				// arrive after a refusal carry what the refused points had.
+				// Their shape is Telegraf's prometheus input's.
 				read = func(name string) float64 {
-					rows := in.queryOptional(t, "statsd", fmt.Sprintf(`SELECT last("value") FROM %q`, strings.ReplaceAll(name, ".", "_")))
+					rows := in.queryOptional(t, "statsd", fmt.Sprintf(`SELECT last("counter") FROM %q`, strings.ReplaceAll(name, ".", "_")+"_total"))
 					if len(rows) == 0 {
 						return 0
 					}
