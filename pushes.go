@@ -140,6 +140,7 @@ func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger,
 	o := sinks.Options{
 		Name:        name,
 		Batch:       cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
+		Concurrency: p.Concurrency,
 		QueueBytes:  int(p.QueueSize),
 		Policy:      sinks.Policy{MaxRetryAge: p.MaxRetryAge.D(), MaxRetryAfter: p.MaxRetryAfter.D()},
 		LeaveOutOwn: !p.SelfMetrics,

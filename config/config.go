@@ -131,6 +131,7 @@ type Push struct {
 	Counters       string            `toml:"counters"`
 	DeleteIdle     bool              `toml:"delete_idle"`
 	BatchSize      int               `toml:"batch_size"`
+	Concurrency    int               `toml:"concurrency"`
 	BatchBytes     ByteSize          `toml:"batch_bytes"`
 	QueueSize      ByteSize          `toml:"queue_size"`
 	SpoolDir       string            `toml:"spool_dir"`
@@ -307,6 +308,7 @@ func DefaultPush() Push {
 		ExternalLabels: map[string]string{},
 		Counters:       CountersDelta,
 		BatchSize:      1000,
+		Concurrency:    1,
 		BatchBytes:     1 << 20,
 		QueueSize:      64 << 20,
 		SpoolSize:      1 << 30,
@@ -324,7 +326,9 @@ func DefaultGraphite() Graphite {
 
 // DefaultInflux is an influx sink with nothing set but its URL.
 func DefaultInflux() Influx {
-	return Influx{URL: "http://127.0.0.1:8086/write?db=statsd", Gzip: true, Push: DefaultPush()}
+	p := DefaultPush()
+	p.Concurrency = 4
+	return Influx{URL: "http://127.0.0.1:8086/write?db=statsd", Gzip: true, Push: p}
 }
 
 // DefaultRemoteWrite is a remote-write sink with nothing set but its URL.
@@ -332,6 +336,7 @@ func DefaultInflux() Influx {
 func DefaultRemoteWrite() RemoteWrite {
 	p := DefaultPush()
 	p.Counters = CountersCumulative
+	p.Concurrency = 4
 	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, CreatedSeries: true,
 		LEFormat: LEFormatProsody, Push: p}
 }

@@ -119,6 +119,7 @@ func (c *Config) validate(keys keyIndex) Errors {
 		v.check(p+"tls", g.TLS.Enabled || g.TLS.TLS == TLS{}, "these settings need tls.enabled = true")
 		v.tls(p, g.TLS.TLS)
 		v.push(p, &g.Push, CountersDelta, CountersCumulative)
+		v.check(p+"concurrency", g.Concurrency == 1, "must be 1: carbon is written over one connection")
 	}
 	for i := range c.Influx {
 		in := &c.Influx[i]
@@ -260,6 +261,7 @@ func (v *validator) influxURL(key, raw string) {
 func (v *validator) push(prefix string, p *Push, counters ...string) {
 	v.oneOf(prefix+"counters", p.Counters, counters...)
 	v.check(prefix+"batch_size", p.BatchSize > 0, "must be more than 0")
+	v.check(prefix+"concurrency", p.Concurrency >= 1 && p.Concurrency <= 64, "must be from 1 to 64")
 	v.check(prefix+"batch_bytes", p.BatchBytes >= 1024, "must be at least 1KiB")
 	v.check(prefix+"queue_size", p.QueueSize >= p.BatchBytes, "must be at least batch_bytes")
 	v.check(prefix+"spool_size", p.SpoolSize >= 2*p.BatchBytes, "must be at least twice batch_bytes")

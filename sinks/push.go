@@ -57,6 +57,11 @@ type Options struct {
 	Spool *spool.Spool
 	// LeaveOutOwn leaves statsbridge's own series (self-metrics) out.
 	LeaveOutOwn bool
+	// Concurrency is how many batches of one flush may be in flight at
+	// once (0 or 1: one at a time). A flush's batches hold no series twice,
+	// so they may arrive in any order; those of the next flush wait until
+	// the flush before is done. The Transport must take concurrent Sends.
+	Concurrency int
 	Logger      *slog.Logger
 	// Events throttles the sink's per-event log lines; nil makes one of
 	// the sink's own.
@@ -142,8 +147,10 @@ type Push struct {
 	buf   *cork.Buffer
 	stats Stats
 	// flushCtx is the context of the Flush in progress: its end (the next
-	// flush is due, or shutdown) stops flow control's wait.
+	// flush is due, or shutdown) stops flow control's wait. flushes numbers
+	// the flushes. Only Flush's goroutine uses them.
 	flushCtx context.Context
+	flushes  uint64
 
 	mu        sync.Mutex
 	policy    Policy
@@ -173,6 +180,9 @@ type queued struct {
 	// bisection follows the splitting of the refused batch this is a part
 	// of; nil outside a bisection.
 	bisection *Bisection
+	// flush numbers the flush the batch holds points of (memory batches
+	// only): the batches of one flush may be sent at once.
+	flush uint64
 }
 
 type spooledParent struct{ pending int }
@@ -279,6 +289,7 @@ func (p *Push) Stats() *Stats { return &p.stats }
 // waiting for room, but never past ctx's end.
 func (p *Push) Flush(ctx context.Context, f *model.Flush) {
 	p.flushCtx = ctx
+	p.flushes++
 	if p.opts.LeaveOutOwn {
 		f = f.WithoutOwn()
 	}
@@ -290,7 +301,7 @@ func (p *Push) Flush(ctx context.Context, f *model.Flush) {
 
 // enqueue takes a full batch from the cork buffer.
 func (p *Push) enqueue(b cork.Batch) {
-	q := queued{batch: b, created: time.Now()}
+	q := queued{batch: b, created: time.Now(), flush: p.flushes}
 	ctx := p.flushCtx
 	if ctx == nil {
 		ctx = context.Background()
@@ -434,9 +445,27 @@ func (p *Push) Run(ctx context.Context) {
 		}
 		transport, policy, unconfirmed := p.current()
 		work = append(unconfirmed, work...)
+		var err error
+		sent := false
+		if p.opts.Concurrency > 1 && len(work) == 1 && work[0].fresh() {
+			wave := append(work, p.takeMore(work[0].flush, p.opts.Concurrency-1)...)
+			if len(wave) > 1 {
+				if work, err = p.sendWave(ctx, transport, wave); ctx.Err() != nil {
+					return // shutdown keeps what was not delivered
+				}
+				if len(work) == 0 {
+					failures = 0
+					p.recovered()
+					continue
+				}
+				failures, sent = 0, true // the first that failed is handled below
+			}
+		}
 		q := &work[0]
 		start := time.Now()
-		err := transport.Send(ctx, q.batch)
+		if !sent {
+			err = transport.Send(ctx, q.batch)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -469,13 +498,7 @@ func (p *Push) Run(ctx context.Context) {
 		switch d.Action {
 		case Next:
 			if outcome == Delivered {
-				took := int64(time.Since(start))
-				p.stats.Batches.Add(1)
-				p.stats.Records.Add(uint64(q.batch.Len()))
-				p.stats.Bytes.Add(uint64(len(q.batch.Data)))
-				p.stats.LatencyNs.Store(took)
-				p.stats.LastDelivered.Store(time.Now().UnixNano())
-				p.stats.DeliveryNs.Add(took)
+				p.delivered(q.batch, time.Since(start))
 			} else {
 				p.refused.Log("sink", p.Name(), "answer", err.Error(), "stored", "the rest of the batch")
 			}
@@ -519,6 +542,59 @@ func (p *Push) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// fresh reports whether a batch came from the memory queue as it is: one
+// that may go in a wave with others of its flush.
+func (q *queued) fresh() bool {
+	return !q.spooled && q.parent == nil && q.bisection == nil && q.flush != 0
+}
+
+// sendWave sends batches of one flush at once, and returns those that were
+// not delivered, in their order, with the error of the first: the delivery
+// loop handles that one as if it had been sent alone, and the others after
+// it. A batch the backend stored in part is done, as it is sent alone.
+func (p *Push) sendWave(ctx context.Context, t Transport, wave []queued) ([]queued, error) {
+	errs := make([]error, len(wave))
+	took := make([]time.Duration, len(wave))
+	var sending sync.WaitGroup
+	for i := range wave {
+		sending.Go(func() {
+			start := time.Now()
+			errs[i] = t.Send(ctx, wave[i].batch)
+			took[i] = time.Since(start)
+		})
+	}
+	sending.Wait()
+	var left []queued
+	var first error
+	for i, err := range errs {
+		switch outcome, _ := OutcomeOf(err); {
+		case err == nil:
+			p.delivered(wave[i].batch, took[i])
+		case outcome == PartlyStored:
+			p.stats.Failures[outcome].Add(1)
+			p.refused.Log("sink", p.Name(), "answer", err.Error(), "stored", "the rest of the batch")
+		default:
+			if first == nil {
+				first = err // counted as the loop handles it
+			} else {
+				p.stats.Failures[outcome].Add(1)
+			}
+			left = append(left, wave[i])
+		}
+	}
+	return left, first
+}
+
+// delivered counts a batch the backend took.
+func (p *Push) delivered(b cork.Batch, took time.Duration) {
+	p.stats.Batches.Add(1)
+	p.stats.Records.Add(uint64(b.Len()))
+	p.stats.Bytes.Add(uint64(len(b.Data)))
+	p.stats.LatencyNs.Store(int64(took))
+	p.stats.LastDelivered.Store(time.Now().UnixNano())
+	p.stats.DeliveryNs.Add(int64(took))
 }
 
 func (p *Push) logDrop(r DropReason, err error, records int) {
@@ -671,6 +747,26 @@ func (p *Push) done(work []queued) []queued {
 // take hands out the oldest batch: the spool's first, then the memory
 // queue's, which it removes. closed reports that both are empty and no more
 // batches will come.
+// takeMore hands out up to n more batches of the memory queue's front
+// that belong to flush, for one wave with a batch of it in hand.
+func (p *Push) takeMore(flush uint64, n int) []queued {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []queued
+	for len(out) < n && len(p.queue) > 0 && p.queue[0].flush == flush {
+		q := p.queue[0]
+		p.queue[0] = queued{}
+		p.queue = p.queue[1:]
+		p.qbytes -= cap(q.batch.Data)
+		out = append(out, q)
+	}
+	if len(out) > 0 {
+		p.stats.QueueBytes.Store(int64(p.qbytes))
+		p.signal(p.room)
+	}
+	return out
+}
+
 func (p *Push) take() (q queued, ok, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
@@ -32,15 +33,15 @@ type TransportOptions struct {
 	CreateDatabase bool
 }
 
-// Transport posts batches of line protocol.
+// Transport posts batches of line protocol. It is safe for concurrent
+// Sends: a sink may have several requests in flight.
 type Transport struct {
 	url      string
 	header   http.Header
 	gzip     bool
 	client   *http.Client
-	zbuf     bytes.Buffer
-	zw       *gzip.Writer
-	createDB string // the database to create when missing, or ""
+	zips     sync.Pool // *gzipBuffer
+	createDB string    // the database to create when missing, or ""
 	queryURL string
 	// v2 is InfluxDB 2.x's /api/v2/write, where a write is whole or
 	// nothing: the documented 400 means no line was written.
@@ -76,9 +77,15 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	}
 	if o.Gzip {
 		h.Set("Content-Encoding", "gzip")
-		t.zw = gzip.NewWriter(&t.zbuf)
 	}
 	return t, nil
+}
+
+// gzipBuffer is a request body's gzip writer and the buffer it writes to,
+// reused from request to request.
+type gzipBuffer struct {
+	buf bytes.Buffer
+	w   *gzip.Writer
 }
 
 // Send implements sinks.Transport. From 1.x, a 400 that says "partial
@@ -116,11 +123,17 @@ func (t *Transport) createDatabase(ctx context.Context) error {
 func (t *Transport) send(ctx context.Context, b cork.Batch) error {
 	body := b.Data
 	if t.gzip {
-		t.zbuf.Reset()
-		t.zw.Reset(&t.zbuf)
-		t.zw.Write(b.Data)
-		t.zw.Close()
-		body = t.zbuf.Bytes()
+		z, _ := t.zips.Get().(*gzipBuffer)
+		if z == nil {
+			z = &gzipBuffer{}
+			z.w = gzip.NewWriter(&z.buf)
+		}
+		defer t.zips.Put(z)
+		z.buf.Reset()
+		z.w.Reset(&z.buf)
+		z.w.Write(b.Data)
+		z.w.Close()
+		body = z.buf.Bytes()
 	}
 	a, err := sinks.Post(ctx, t.client, t.url, t.header, body)
 	if err != nil {
