@@ -411,13 +411,14 @@ timeout = "60s"
 		}
 	}
 	waited, _ := sample(body, `statsbridge_sink_flow_wait_seconds_total{sink="remote_write[0]"}`)
-	if w, _ := strconv.ParseFloat(waited, 64); w == 0 {
+	w, _ := strconv.ParseFloat(waited, 64)
+	if w == 0 {
 		t.Errorf("the flush never waited for room: it was not larger than the queue")
 	}
 	points := r.metric(t, `statsbridge_sink_points_total{sink="remote_write[0]"}`)
 	report(t, figures{scenario: fmt.Sprintf("flush of %d series to a healthy Prometheus", sc.series),
 		sent: points + dropped, delivered: points, unit: "points", peakRSS: r.peakRSS(t),
-		notes: fmt.Sprintf("queue_size %s; flows waited %ss", map[bool]string{true: "64MiB (default)", false: sc.queueSize}[sc.queueSize == ""], waited)})
+		notes: fmt.Sprintf("queue_size %s; the flushes waited %.1f s for room", map[bool]string{true: "64MiB (default)", false: sc.queueSize}[sc.queueSize == ""], w)})
 	r.stop(t)
 }
 
