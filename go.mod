@@ -10,15 +10,17 @@ require (
 	github.com/prometheus/common v0.73.1 // expfmt: content negotiation and the Prometheus text format
 	github.com/prometheus/prometheus v0.316.0 // prompb for remote-write (product card); textparse reads Prosody's /metrics
 	github.com/urfave/cli/v2 v2.27.7 // the command line (product card)
-	golang.org/x/net v0.62.0 // ipv4/ipv6 ReadBatch: recvmmsg for UDP
-	golang.org/x/sys v0.49.0 // socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), MSG_DONTWAIT
+	golang.org/x/sys v0.49.0 // recvmmsg and socket options: SO_REUSEPORT, SO_RCVBUF(FORCE), SO_MEMINFO
 	google.golang.org/protobuf v1.36.12 // builds client_model messages for expfmt
 )
 
 require (
 	github.com/DataDog/sketches-go v1.4.8 // DDSketch: timer percentiles past the exact limit, summary quantiles
 	github.com/axiomhq/hyperloglog v0.3.0 // set cardinality past the exact limit
+	github.com/prometheus/client_golang v1.25.0 // the process_* and go_* collectors, as self-metrics
 	github.com/prometheus/statsd_exporter v0.31.0 // pkg/mapper: mapping files and names exactly as statsd_exporter has them
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // Jaro-Winkler: "did you mean" for a mistyped flag or command (urfave/cli's own)
+	go.yaml.in/yaml/v2 v2.4.4 // e2e: reads the example alert rules and their promtool tests (statsd_exporter's YAML already)
 )
 
 require (
@@ -31,10 +33,7 @@ require (
 	github.com/kamstrup/intmap v0.5.2 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pandatix/go-abnf v0.5.3 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )

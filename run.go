@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"path/filepath"
-	"sort"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -18,12 +16,7 @@ import (
 	"github.com/statsbridge/statsbridge/ingest"
 	"github.com/statsbridge/statsbridge/model"
 	"github.com/statsbridge/statsbridge/model/prosody"
-	"github.com/statsbridge/statsbridge/sinks"
-	"github.com/statsbridge/statsbridge/sinks/graphite"
-	"github.com/statsbridge/statsbridge/sinks/influx"
-	"github.com/statsbridge/statsbridge/sinks/openmetrics"
-	"github.com/statsbridge/statsbridge/sinks/remotewrite"
-	"github.com/statsbridge/statsbridge/sinks/spool"
+	"github.com/statsbridge/statsbridge/tap"
 	"github.com/statsbridge/statsbridge/throttle"
 )
 
@@ -32,8 +25,60 @@ type hooks struct {
 	// started, when set, is told the bound addresses once statsbridge is
 	// up; tests use it to find ports picked by the kernel.
 	started func(statsdUDP, statsdTCP []net.Addr, httpAddr net.Addr)
-	// reloads carries configurations re-read on SIGHUP.
-	reloads <-chan config.Config
+	// reloads asks for the configuration to be read again (SIGHUP).
+	reloads <-chan reloadRequest
+	// reread reads the configuration again: the file, with the flags laid
+	// over it. Without it a reload is refused.
+	reread func() (config.Config, error)
+	// logs, when set, is the log output: a reload gives it the new level,
+	// format and secrets.
+	logs *logOutput
+}
+
+// reloadRequest asks for a reload; done, when set, is told the outcome.
+type reloadRequest struct {
+	source string // "SIGHUP", "POST /-/reload from 127.0.0.1"
+	done   chan<- error
+}
+
+// relay is a running statsbridge. A reload keeps the model (every series'
+// state), the counters, the Prosody state, the tap and the flush clock,
+// and replaces what the configuration describes: the listeners, the sinks,
+// the HTTP server, the mapping and the limits.
+type relay struct {
+	logger *slog.Logger
+	events *throttle.Log
+	logs   *logOutput
+	reread func() (config.Config, error)
+
+	model   *model.Model
+	prosody *prosody.State
+	stats   *ingest.Stats
+	seen    *ingest.LastSeen
+	hub     *tap.Hub
+	self    *selfMetrics
+	clock   *cork.Clock
+	flush   model.Flush
+
+	// adminReloads are the reloads asked for over HTTP.
+	adminReloads chan reloadRequest
+	adminRefused *throttle.Event
+	// deliver is the push sinks' context: shutdown_timeout cuts it.
+	deliver context.Context
+
+	// The configuration in force and what it made. The flush loop changes
+	// them; mu guards them for the readers on other goroutines (the tap's
+	// sink states, the self-metrics).
+	mu        sync.Mutex
+	cfg       config.Config
+	statsd    *ingest.Server
+	front     *front
+	pushes    []*pushSink
+	discovery context.CancelFunc
+
+	listeners sync.WaitGroup // the StatsD listeners' Serve
+	serving   sync.WaitGroup // Prosody discovery, the tap
+	retiring  sync.WaitGroup // what a reload replaced, finishing
 }
 
 // run wires the configuration to the components and runs until ctx is done.
@@ -41,125 +86,120 @@ type hooks struct {
 // makes the final flush, and gives the sinks shutdown_timeout to deliver.
 // Nothing is started when any part fails to set up.
 func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) error {
-	// Every per-event log line (a bad line, a refused connection or sample,
-	// a failed delivery) goes through one throttle: a line a second per
-	// kind, with a count of the rest.
-	events := throttle.New(logger, time.Second)
-	prosodyState := prosody.NewState()
-	mappers, observers, err := newMappers(cfg, prosodyState)
+	r := &relay{
+		logger: logger,
+		// Every per-event log line (a bad line, a refused connection or
+		// sample, a failed delivery) goes through one throttle: a line a
+		// second per kind, with a count of the rest.
+		events:       throttle.New(logger, time.Second),
+		logs:         h.logs,
+		reread:       h.reread,
+		prosody:      prosody.NewState(),
+		stats:        &ingest.Stats{},
+		seen:         ingest.NewLastSeen(maxSources),
+		adminReloads: make(chan reloadRequest),
+		cfg:          cfg,
+	}
+	r.adminRefused = r.events.Event(slog.LevelWarn, "refused an admin request: the address is not in http.admin_allow")
+	mappers, observers, err := newMappers(cfg, r.prosody)
 	if err != nil {
 		return err
 	}
-	m := model.New(model.Options{
-		MaxSeries:           cfg.Limits.MaxSeries,
-		MaxSeriesPerFamily:  cfg.Limits.MaxSeriesPerFamily,
-		MaxLabels:           cfg.Limits.MaxLabels,
-		MaxNameLength:       cfg.Limits.MaxNameLength,
-		MaxLabelValueLength: cfg.Limits.MaxLabelValueLength,
-		SeriesTTL:           cfg.Limits.SeriesTTL.D(),
-		Percentiles:         cfg.Statsd.Percentiles,
-		ExactTimerValues:    cfg.Statsd.ExactTimerValues,
-		ExactSetMembers:     cfg.Statsd.ExactSetMembers,
-		Observers:           observers,
-		Mappers:             mappers,
-		Logger:              logger,
-		Events:              events,
-	})
+	var m *model.Model
+	r.hub = tap.NewHub(func(s *ingest.Sample) model.Decision { return m.Explain(s) })
+	opts := modelOptions(cfg)
+	opts.Mappers, opts.Observers = mappers, observers
+	opts.Logger, opts.Events, opts.Tap = logger, r.events, r.hub
+	m = model.New(opts)
+	r.model = m
 
-	pushes, err := newPushes(cfg, logger, events)
+	plans, err := newPushes(cfg, logger, r.events)
 	if err != nil {
 		return err
 	}
-	warnAboutOrphanSpools(pushes, logger)
+	for _, p := range plans {
+		ps, err := openSink(p, logger)
+		if err != nil {
+			closeAll(r.pushes)
+			closePlans(plans)
+			return err
+		}
+		r.pushes = append(r.pushes, ps)
+	}
+	warnAboutOrphanSpools(r.pushes, logger)
 
 	// Read Prosody's own page once before any name is bound, so that the
 	// families it describes get their help and unit from the start.
-	discoverProsody := cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != ""
-	if discoverProsody {
-		prosody.ReadOnce(ctx, prosodyState, cfg.Prosody.MetricsURL, logger)
+	if cfg.Prosody.Prefix != "" && cfg.Prosody.MetricsURL != "" {
+		prosody.ReadOnce(ctx, r.prosody, cfg.Prosody.MetricsURL, logger)
 	}
 
-	statsd, err := ingest.Listen(ingestConfig(cfg, m, logger, events))
+	r.statsd, err = ingest.Listen(r.ingestConfig(cfg))
 	if err != nil {
+		closeAll(r.pushes)
 		return err
 	}
-	httpServer, httpListener, err := newHTTP(cfg, m, logger)
+	r.front, err = listenHTTP(cfg)
 	if err != nil {
-		statsd.Close()
+		r.statsd.Close()
+		closeAll(r.pushes)
 		return err
 	}
-	registerSelfMetrics(m, statsd, pushes, prosodyState)
+	if r.front != nil {
+		r.front.handler.Store(r.mux(cfg))
+	}
+	r.self = registerSelfMetrics(r)
+	r.hub.SetSinks(r.sinkStates)
 
-	logStart(logger, cfg, statsd, httpListener, pushes)
+	logStart(logger, cfg, r.statsd, r.front, r.pushes)
 	if h.started != nil {
 		var httpAddr net.Addr
-		if httpListener != nil {
-			httpAddr = httpListener.Addr()
+		if r.front != nil {
+			httpAddr = r.front.l.Addr()
 		}
-		h.started(statsd.UDPAddrs(), statsd.TCPAddrs(), httpAddr)
+		h.started(r.statsd.UDPAddrs(), r.statsd.TCPAddrs(), httpAddr)
 	}
 
 	// The push sinks deliver until their queues are empty after the final
 	// flush, or until shutdown_timeout cuts them off.
-	pushCtx, cutOff := context.WithCancel(context.Background())
+	deliver, cutOff := context.WithCancel(context.Background())
 	defer cutOff()
-	var delivering sync.WaitGroup
-	for _, p := range pushes {
-		delivering.Go(func() { p.push.Run(pushCtx) })
+	r.deliver = deliver
+	for _, p := range r.pushes {
+		r.start(p)
 	}
-	if httpServer != nil {
-		go func() {
-			if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("http server failed", "err", err)
-			}
-		}()
-	}
+	r.front.serve(logger)
+	listening, stopListening := context.WithCancel(ctx)
+	defer stopListening()
+	r.startStatsd(listening, r.statsd)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	r.serving.Go(func() { r.hub.Run(hubCtx) })
+	r.startDiscovery(ctx, cfg, false)
 
-	clock := cork.NewClock(cfg.Statsd.FlushInterval.D(), nil)
-	flush := &model.Flush{}
-	// Each sink encodes the flush at once, in its own goroutine: one that
-	// waits for its backend to take batches holds up no other. None waits
-	// past until, when the next flush is due (or shutdown gives up).
-	uncork := func(iv cork.Interval, until time.Time) {
-		if len(pushes) == 0 {
-			// Nothing takes a point of every series: the interval ends
-			// for the series that changed, at the cost of those alone.
-			m.EndInterval(iv.End)
-			events.Flush()
-			return
-		}
-		flush.Interval = iv
-		m.Collect(flush)
-		ctx, cancel := context.WithDeadline(context.Background(), until)
-		defer cancel()
-		var encoding sync.WaitGroup
-		for _, p := range pushes {
-			encoding.Go(func() { p.push.Flush(ctx, flush) })
-		}
-		encoding.Wait()
-		events.Flush()
-	}
-	var running sync.WaitGroup
-	running.Go(func() { statsd.Serve(ctx) })
-	running.Go(func() {
-		clock.Run(ctx, func(iv cork.Interval) { uncork(iv, iv.End.Add(cfg.Statsd.FlushInterval.D())) })
-	})
-	running.Go(func() { applyReloads(ctx, h.reloads, m, prosodyState, logger) })
-	if discoverProsody {
-		running.Go(func() {
-			prosody.Watch(ctx, prosodyState, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), logger)
-		})
-	}
-	running.Wait()
+	r.clock = cork.NewClock(cfg.Statsd.FlushInterval.D(), nil)
+	r.loop(ctx, listening, h.reloads)
 
 	logger.Info("stopping: listeners drained, making the final flush")
-	giveUp := time.Now().Add(cfg.ShutdownTimeout.D())
-	uncork(clock.Final(), giveUp)
-	for _, p := range pushes {
+	stopListening()
+	// The listeners read what their sockets hold (at most a few seconds)
+	// before the final flush.
+	r.listeners.Wait()
+	r.mu.Lock()
+	giveUp := time.Now().Add(r.cfg.ShutdownTimeout.D())
+	r.mu.Unlock()
+	r.uncork(r.clock.Final(), giveUp)
+	for _, p := range r.pushes {
 		p.push.Close()
 	}
 	done := make(chan struct{})
-	go func() { delivering.Wait(); close(done) }()
+	go func() {
+		for _, p := range r.pushes {
+			<-p.done
+		}
+		r.retiring.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(time.Until(giveUp)):
@@ -167,16 +207,238 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, h hooks) e
 		cutOff()
 		<-done
 	}
-	for _, p := range pushes {
-		p.close()
+	for _, p := range r.pushes {
+		p.plan.close()
 	}
-	if httpServer != nil {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = httpServer.Shutdown(shutdownCtx)
-	}
+	stopHub()
+	r.front.shutdown()
+	r.serving.Wait()
 	logger.Info("stopped")
 	return nil
+}
+
+// maxSources bounds the senders statsbridge_last_received_timestamp_seconds
+// has a series for (source_label); past it, the one silent longest goes.
+const maxSources = 1000
+
+// startStatsd serves a listener Server until ctx is done or a reload retires
+// it (then until its last TCP connection ends).
+func (r *relay) startStatsd(ctx context.Context, s *ingest.Server) {
+	r.listeners.Go(func() { s.Serve(ctx) })
+}
+
+// loop flushes at every tick of the clock and applies reloads between
+// flushes, until ctx is done.
+func (r *relay) loop(ctx, listening context.Context, reloads <-chan reloadRequest) {
+	timer := time.NewTimer(time.Until(r.clock.Due()))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			iv := r.clock.Advance()
+			r.uncork(iv, iv.End.Add(r.cfg.Statsd.FlushInterval.D()))
+		case req := <-reloads:
+			r.handleReload(ctx, listening, req)
+		case req := <-r.adminReloads:
+			r.handleReload(ctx, listening, req)
+		}
+		timer.Reset(time.Until(r.clock.Due()))
+	}
+}
+
+// uncork ends a flush interval: the model's snapshot goes to every sink at
+// once, each encoding it in its own goroutine, so that one that waits for
+// its backend to take batches holds up no other. None waits past until,
+// when the next flush is due (or shutdown gives up).
+func (r *relay) uncork(iv cork.Interval, until time.Time) {
+	r.self.sync(r)
+	if len(r.pushes) == 0 {
+		// Nothing takes a point of every series: the interval ends for
+		// the series that changed, at the cost of those alone.
+		r.model.EndInterval(iv.End)
+		r.events.Flush()
+		return
+	}
+	r.flush.Interval = iv
+	r.model.Collect(&r.flush)
+	ctx, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
+	var encoding sync.WaitGroup
+	for _, p := range r.pushes {
+		encoding.Go(func() { p.push.Flush(ctx, &r.flush) })
+	}
+	encoding.Wait()
+	r.events.Flush()
+}
+
+// handleReload reads the configuration again and applies it. A file with
+// errors, or one whose listeners or sinks cannot be set up, is refused with
+// its errors logged, and the configuration in force stays.
+func (r *relay) handleReload(ctx, listening context.Context, req reloadRequest) {
+	err := r.reload(ctx, listening)
+	if err != nil {
+		r.self.reloadFailed()
+		r.logger.Error("reload refused: nothing reloaded; the configuration in force stays", "source", req.source, "err", err)
+	} else {
+		r.self.reloadSucceeded()
+	}
+	if req.done != nil {
+		req.done <- err
+	}
+}
+
+func (r *relay) reload(ctx, listening context.Context) error {
+	if r.reread == nil {
+		return errors.New("statsbridge was started without a configuration to read again")
+	}
+	next, err := r.reread()
+	if err != nil {
+		return err
+	}
+	return r.apply(ctx, listening, next)
+}
+
+// apply makes next the configuration in force. It first builds everything
+// that can fail (the mapping, the sinks and their spools, the HTTP
+// listener, the StatsD sockets); any failure undoes what it built and
+// leaves the configuration in force as it was. Then it swaps, which cannot
+// fail.
+func (r *relay) apply(ctx, listening context.Context, next config.Config) error {
+	prev := r.cfg
+	mappers, observers, err := newMappers(next, r.prosody)
+	if err != nil {
+		return err
+	}
+	plans, err := newPushes(next, r.logger, r.events)
+	if err != nil {
+		return err
+	}
+	change := matchSinks(r.pushes, plans)
+	for _, p := range change.added {
+		ps, err := openSink(p, r.logger)
+		if err != nil {
+			closeAll(change.opened)
+			closePlans(plans)
+			return err
+		}
+		change.opened = append(change.opened, ps)
+	}
+	undoSinks := func() {
+		closeAll(change.opened)
+		for _, p := range change.discard {
+			p.close()
+		}
+		for _, c := range change.changed {
+			c.plan.close()
+		}
+	}
+
+	var newFront *front
+	httpMoved := next.HTTP.Listen != prev.HTTP.Listen
+	if httpMoved {
+		if newFront, err = listenHTTP(next); err != nil {
+			undoSinks()
+			return err
+		}
+	}
+	var newStatsd *ingest.Server
+	if !reflect.DeepEqual(ingestSettings(prev), ingestSettings(next)) {
+		if newStatsd, err = ingest.ListenFrom(r.ingestConfig(next), r.statsd); err != nil {
+			newFront.close()
+			undoSinks()
+			return err
+		}
+	}
+
+	// Nothing fails from here on.
+	opts := modelOptions(next)
+	opts.Mappers, opts.Observers = mappers, observers
+	r.model.Reconfigure(opts)
+	r.clock.SetInterval(next.Statsd.FlushInterval.D())
+	r.logs.apply(next)
+
+	var pushes []*pushSink
+	r.mu.Lock()
+	for _, p := range r.pushes {
+		switch {
+		case change.kept[p]:
+			pushes = append(pushes, p)
+		case change.changedSink(p) != nil:
+			c := change.changedSink(p)
+			r.self.removeSink(p)
+			p.reconfigure(c.plan)
+			r.self.addSink(p)
+			pushes = append(pushes, p)
+		default:
+			r.retire(p, next.ShutdownTimeout.D())
+		}
+	}
+	for _, p := range change.opened {
+		r.start(p)
+		r.self.addSink(p)
+		pushes = append(pushes, p)
+	}
+	for _, p := range change.discard {
+		p.close()
+	}
+	r.pushes = pushes
+	oldStatsd, oldFront := r.statsd, r.front
+	if newStatsd != nil {
+		r.statsd = newStatsd
+	}
+	if httpMoved {
+		r.front = newFront // nil: http.listen is "" now
+	}
+	r.cfg = next
+	r.mu.Unlock()
+	// The spools of the sinks the reload removed are theirs while they
+	// drain.
+	warnAboutOrphanSpools(append(append([]*pushSink(nil), pushes...), change.removed...), r.logger)
+
+	if newStatsd != nil {
+		oldStatsd.Retire()
+		r.startStatsd(listening, newStatsd)
+	}
+	if r.front != nil {
+		r.front.handler.Store(r.mux(next))
+	}
+	if httpMoved {
+		newFront.serve(r.logger)
+		r.retiring.Go(oldFront.shutdown)
+	}
+	if prev.Prosody.MetricsURL != next.Prosody.MetricsURL || prev.Prosody.Prefix != next.Prosody.Prefix ||
+		prev.Prosody.MetricsRefresh != next.Prosody.MetricsRefresh {
+		r.startDiscovery(ctx, next, true)
+	}
+	r.self.sync(r)
+	r.logger.Info("reloaded the mapping, listeners and sinks from the configuration",
+		"sinks_added", len(change.opened), "sinks_changed", len(change.changed),
+		"sinks_removed", len(change.removed), "sinks_kept", len(change.kept),
+		"listeners_changed", newStatsd != nil, "http_moved", httpMoved,
+		"mapping_file", next.Mapping.File)
+	return nil
+}
+
+// startDiscovery reads Prosody's own /metrics every metrics_refresh, in
+// place of the reading before, if any. After a reload it reads at once.
+func (r *relay) startDiscovery(ctx context.Context, cfg config.Config, now bool) {
+	if r.discovery != nil {
+		r.discovery()
+		r.discovery = nil
+	}
+	if cfg.Prosody.Prefix == "" || cfg.Prosody.MetricsURL == "" {
+		return
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	r.discovery = cancel
+	r.serving.Go(func() {
+		if now {
+			prosody.ReadOnce(dctx, r.prosody, cfg.Prosody.MetricsURL, r.logger)
+		}
+		prosody.Watch(dctx, r.prosody, cfg.Prosody.MetricsURL, cfg.Prosody.MetricsRefresh.D(), r.logger)
+	})
 }
 
 // newMappers builds the mapping chain: the Prosody dialect, the
@@ -212,32 +474,34 @@ func newMappers(cfg config.Config, state *prosody.State) ([]model.Mapper, model.
 	return mappers, observers, nil
 }
 
-// applyReloads applies what can change without a restart: the mapping. A
-// configuration whose mapping does not load is refused, and the mapping in
-// force stays.
-func applyReloads(ctx context.Context, reloads <-chan config.Config, m *model.Model, state *prosody.State, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case cfg := <-reloads:
-			mappers, observers, err := newMappers(cfg, state)
-			if err != nil {
-				logger.Error("reload refused; the mapping in force stays", "err", err)
-				continue
-			}
-			m.SetMappers(mappers, observers)
-			logger.Info("reloaded the mapping (mapping file, Prosody hosts and families); other changes take effect at the next start",
-				"mapping_file", cfg.Mapping.File)
-		}
+// modelOptions are the model's limits and statistics (the mappers, logger
+// and tap aside).
+func modelOptions(cfg config.Config) model.Options {
+	return model.Options{
+		MaxSeries:           cfg.Limits.MaxSeries,
+		MaxSeriesPerFamily:  cfg.Limits.MaxSeriesPerFamily,
+		MaxLabels:           cfg.Limits.MaxLabels,
+		MaxNameLength:       cfg.Limits.MaxNameLength,
+		MaxLabelValueLength: cfg.Limits.MaxLabelValueLength,
+		SeriesTTL:           cfg.Limits.SeriesTTL.D(),
+		Percentiles:         cfg.Statsd.Percentiles,
+		ExactTimerValues:    cfg.Statsd.ExactTimerValues,
+		ExactSetMembers:     cfg.Statsd.ExactSetMembers,
 	}
 }
 
-func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events *throttle.Log) ingest.Config {
-	dialect := ingest.Dialect{RelativeGauges: cfg.Statsd.Gauges == config.GaugesRelativeSigns}
+// dialect is how the configuration reads StatsD lines.
+func dialect(cfg config.Config) ingest.Dialect {
+	d := ingest.Dialect{RelativeGauges: cfg.Statsd.Gauges == config.GaugesRelativeSigns}
 	if cfg.Prosody.Prefix != "" {
-		dialect.LiteralPrefix = []byte(cfg.Prosody.Prefix + ".")
+		d.LiteralPrefix = []byte(cfg.Prosody.Prefix + ".")
 	}
+	return d
+}
+
+// ingestSettings is what the configuration says of the listeners: when it
+// is unchanged, a reload keeps them as they are.
+func ingestSettings(cfg config.Config) ingest.Config {
 	return ingest.Config{
 		UDP:                        cfg.Statsd.UDP,
 		TCP:                        cfg.Statsd.TCP,
@@ -246,216 +510,31 @@ func ingestConfig(cfg config.Config, m *model.Model, logger *slog.Logger, events
 		UnixgramGroup:              cfg.Statsd.UnixgramGroup,
 		Readers:                    cfg.Statsd.Readers,
 		ReadBuffer:                 int(cfg.Statsd.ReadBuffer),
+		ReadCork:                   cfg.Statsd.ReadCork.D(),
 		MaxLine:                    int(cfg.Statsd.MaxLine),
 		TCPMaxConnections:          cfg.Statsd.TCPMaxConnections,
 		TCPMaxConnectionsPerSource: cfg.Statsd.TCPMaxConnectionsPerSource,
 		TCPIdleTimeout:             cfg.Statsd.TCPIdleTimeout.D(),
 		TCPLineTimeout:             cfg.Statsd.TCPLineTimeout.D(),
-		Dialect:                    dialect,
+		Dialect:                    dialect(cfg),
 		SourceLabel:                cfg.Statsd.SourceLabel,
-		NewHandler:                 func() ingest.Handler { return m.NewWriter() },
-		Logger:                     logger,
-		Events:                     events,
 	}
 }
 
-func newHTTP(cfg config.Config, m *model.Model, logger *slog.Logger) (*http.Server, net.Listener, error) {
-	if cfg.HTTP.Listen == "" {
-		return nil, nil, nil
-	}
-	access := openmetrics.Access{}
-	for _, s := range cfg.HTTP.Allow {
-		p, _ := config.ParsePrefix(s) // validated
-		access.Allow = append(access.Allow, p)
-	}
-	for _, s := range cfg.HTTP.TrustedProxies {
-		p, _ := config.ParsePrefix(s)
-		access.TrustedProxies = append(access.TrustedProxies, p)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", openmetrics.NewHandler(m, access, openmetrics.Options{LEFormat: leFormat(cfg.HTTP.LEFormat)}, logger))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	l, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	return srv, l, nil
+// ingestConfig is ingestSettings wired to this relay: its model, counters,
+// tap and log.
+func (r *relay) ingestConfig(cfg config.Config) ingest.Config {
+	c := ingestSettings(cfg)
+	c.NewHandler = func() ingest.Handler { return r.model.NewWriter() }
+	c.Logger = r.logger
+	c.Events = r.events
+	c.Stats = r.stats
+	c.Seen = r.seen
+	c.BadLines = r.hub
+	return c
 }
 
-// pushSink is a configured push sink with what it was built from.
-type pushSink struct {
-	push     *sinks.Push
-	target   string
-	spoolDir string // "" without a spool
-	skipped  func() uint64
-	close    func()
-}
-
-func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]pushSink, error) {
-	var out []pushSink
-	for i, g := range cfg.Graphite {
-		enc := graphite.NewEncoder(graphite.Options{
-			Layout:          graphiteLayouts[g.Layout],
-			LegacyNamespace: g.LegacyNamespace,
-			Prefix:          g.Prefix,
-			Cumulative:      g.Counters == config.CountersCumulative,
-			DeleteIdle:      g.DeleteIdle,
-			ExternalLabels:  externalLabels(g.ExternalLabels),
-		})
-		t := graphite.NewTransport(g.Address, g.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("graphite[%d]", i), "graphite "+g.Address, graphiteShape(g), g.Push, logger, events)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "graphite " + g.Address, spoolDir: spoolDir(opts),
-			skipped: enc.Skipped.Load, close: t.Close})
-	}
-	for i, in := range cfg.Influx {
-		enc := influx.NewEncoder(influx.Options{
-			Shape:          influx.Shape(in.EffectiveShape()),
-			Cumulative:     in.Counters == config.CountersCumulative,
-			DeleteIdle:     in.DeleteIdle,
-			ExternalLabels: externalLabels(in.ExternalLabels),
-			Percentiles:    cfg.Statsd.Percentiles,
-			ProsodyPrefix:  cfg.Prosody.Prefix,
-		})
-		t, err := influx.NewTransport(influx.TransportOptions{
-			URL: in.URL, Token: in.Token.Reveal(), Username: in.Username, Password: in.Password.Reveal(),
-			Gzip: in.Gzip, Timeout: in.Timeout.D(), CreateDatabase: in.CreateDatabase,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("influx[%d]: %w", i, err)
-		}
-		opts, err := pushOptions(fmt.Sprintf("influx[%d]", i), "influx "+in.URL, influxShape(in), in.Push, logger, events)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "influx " + config.RedactURL(in.URL), spoolDir: spoolDir(opts),
-			skipped: enc.Skipped.Load, close: func() {}})
-	}
-	for i, rw := range cfg.RemoteWrite {
-		enc := remotewrite.NewEncoder(remotewrite.Options{
-			ExternalLabels: externalLabels(rw.ExternalLabels),
-			DeleteIdle:     rw.DeleteIdle,
-			CreatedSeries:  rw.CreatedSeries,
-			LEFormat:       leFormat(rw.LEFormat),
-		})
-		headers := map[string]string{}
-		for k, v := range rw.Headers {
-			headers[k] = v.Reveal()
-		}
-		if rw.BearerToken != "" {
-			headers["Authorization"] = "Bearer " + rw.BearerToken.Reveal()
-		}
-		t := remotewrite.NewTransport(rw.URL, headers, rw.Timeout.D())
-		opts, err := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger, events)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pushSink{push: sinks.NewPush(opts, enc, t), target: "remote_write " + config.RedactURL(rw.URL), spoolDir: spoolDir(opts),
-			skipped: func() uint64 { return 0 }, close: func() {}})
-	}
-	return out, nil
-}
-
-var graphiteLayouts = map[string]graphite.Layout{
-	config.LayoutEtsy:  graphite.Etsy,
-	config.LayoutPaths: graphite.Paths,
-	config.LayoutTags:  graphite.Tags,
-}
-
-// pushOptions builds a push sink's delivery options, opening its spool.
-// A sink's spool lives in a subdirectory named after its target and what it
-// writes there (shape: a graphite layout, say), not its place in the file.
-func pushOptions(name, target, shape string, p config.Push, logger *slog.Logger, events *throttle.Log) (sinks.Options, error) {
-	o := sinks.Options{
-		Name:       name,
-		Batch:      cork.Limits{Records: p.BatchSize, Bytes: int(p.BatchBytes)},
-		QueueBytes: int(p.QueueSize),
-		Policy:     sinks.Policy{MaxRetryAge: p.MaxRetryAge.D(), MaxRetryAfter: p.MaxRetryAfter.D()},
-		Logger:     logger,
-		Events:     events,
-	}
-	if p.SpoolDir != "" {
-		dir := filepath.Join(p.SpoolDir, spool.DirName(target, shape))
-		sp, err := spool.Open(dir, spool.Options{Sink: config.Redact(target), MaxBytes: int64(p.SpoolSize)})
-		if err != nil {
-			return o, fmt.Errorf("%s: spool_dir (is another sink the same as this one?): %w", name, err)
-		}
-		if !sp.Empty() {
-			logger.Info("delivering what an earlier run spooled", "sink", name, "bytes", sp.Bytes(), "dir", dir)
-		}
-		o.Spool = sp
-	}
-	return o, nil
-}
-
-// graphiteShape is what a graphite sink writes, beside where: two sinks to
-// one carbon with other layouts keep separate spools.
-func graphiteShape(g config.Graphite) string {
-	return fmt.Sprintf("%s|%s|%v|%s", g.Layout, g.Prefix, g.LegacyNamespace, g.Counters)
-}
-
-// influxShape is what an influx sink writes, beside where. The etsy shape
-// keeps the spool its sinks had before there were shapes; a spool of
-// another shape is never delivered by a sink of another.
-func influxShape(in config.Influx) string {
-	if shape := in.EffectiveShape(); shape != config.ShapeEtsy {
-		return in.Counters + "|" + shape
-	}
-	return in.Counters
-}
-
-func spoolDir(o sinks.Options) string {
-	if o.Spool == nil {
-		return ""
-	}
-	return o.Spool.Dir()
-}
-
-// warnAboutOrphanSpools logs spools under a spool_dir that no sink opened:
-// what a sink whose target or layout changed left behind. It is not
-// delivered, and not deleted.
-func warnAboutOrphanSpools(pushes []pushSink, logger *slog.Logger) {
-	var used, roots []string
-	seen := map[string]bool{}
-	for _, p := range pushes {
-		if p.spoolDir != "" {
-			used = append(used, p.spoolDir)
-			if root := filepath.Dir(p.spoolDir); !seen[root] {
-				seen[root] = true
-				roots = append(roots, root)
-			}
-		}
-	}
-	for _, o := range spool.Orphans(roots, used) {
-		logger.Warn("a spool no configured sink uses: its data is not delivered (a sink's target or layout changed?)",
-			"dir", o.Dir, "sink", o.Sink, "bytes", o.Bytes)
-	}
-}
-
-func externalLabels(m map[string]string) model.Labels {
-	ls := make(model.Labels, 0, len(m))
-	for k, v := range m {
-		ls = append(ls, model.Label{Name: k, Value: v})
-	}
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
-	return ls
-}
-
-func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, httpListener net.Listener, pushes []pushSink) {
+func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, f *front, pushes []*pushSink) {
 	var listens []string
 	for _, a := range statsd.UDPAddrs() {
 		listens = append(listens, "udp "+a.String())
@@ -463,18 +542,18 @@ func logStart(logger *slog.Logger, cfg config.Config, statsd *ingest.Server, htt
 	for _, a := range statsd.TCPAddrs() {
 		listens = append(listens, "tcp "+a.String())
 	}
-	for _, p := range cfg.Statsd.Unixgram {
+	for _, p := range statsd.Unixgram() {
 		listens = append(listens, "unixgram "+p)
 	}
 	httpAddr := "off"
-	if httpListener != nil {
-		httpAddr = httpListener.Addr().String()
+	if f != nil {
+		httpAddr = f.l.Addr().String()
 	}
 	targets := []string{"/metrics"}
 	for _, p := range pushes {
-		targets = append(targets, p.target)
+		targets = append(targets, p.plan.target)
 	}
-	logger.Info("statsbridge started", "version", version,
+	logger.Info("statsbridge started", "version", buildVersion(),
 		"statsd", strings.Join(listens, ", "), "http", httpAddr,
 		"flush_interval", cfg.Statsd.FlushInterval.D().String(),
 		"sends_to", strings.Join(targets, ", "))
@@ -486,4 +565,28 @@ func leFormat(s string) model.LEFormat {
 		return model.LEFloat
 	}
 	return model.LEAsSent
+}
+
+// sinkStates is what the tap shows of the push sinks.
+func (r *relay) sinkStates() []tap.SinkState {
+	r.mu.Lock()
+	pushes := append([]*pushSink(nil), r.pushes...)
+	r.mu.Unlock()
+	out := make([]tap.SinkState, 0, len(pushes))
+	for _, p := range pushes {
+		st := p.push.Stats()
+		s := tap.SinkState{Name: p.push.Name(), Target: config.Redact(p.plan.target), Up: st.Up.Load() == 1,
+			QueueBytes: st.QueueBytes.Load(), SpoolBytes: st.SpoolBytes.Load()}
+		if ns := st.LastDelivered.Load(); ns != 0 {
+			s.LastSuccess = time.Unix(0, ns)
+		}
+		for i := range st.Failures {
+			s.Failures += st.Failures[i].Load()
+		}
+		for i := range st.Dropped {
+			s.Dropped += st.Dropped[i].Load()
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,15 +72,23 @@ type addrs struct{ udp, tcp, http string }
 // startRun runs statsbridge in-process and returns its bound addresses and
 // a function that stops it and returns run's error.
 func startRun(t *testing.T, cfg config.Config) (addrs, func() error) {
+	return startRunWith(t, cfg, hooks{})
+}
+
+// startRunWith is startRun with hooks (reloads).
+func startRunWith(t *testing.T, cfg config.Config, h hooks) (addrs, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	up := make(chan addrs, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, cfg, slog.New(slog.DiscardHandler), hooks{started: func(udp, tcp []net.Addr, h net.Addr) {
-			up <- addrs{udp[0].String(), tcp[0].String(), h.String()}
-		}})
-	}()
+	h.started = func(udp, tcp []net.Addr, h net.Addr) {
+		a := addrs{udp: udp[0].String(), http: h.String()}
+		if len(tcp) > 0 {
+			a.tcp = tcp[0].String()
+		}
+		up <- a
+	}
+	go func() { done <- run(ctx, cfg, slog.New(slog.DiscardHandler), h) }()
 	select {
 	case a := <-up:
 		return a, func() error { cancel(); return <-done }
@@ -150,6 +159,19 @@ func TestRunServesMetricsAndDeliversOnStop(t *testing.T) {
 			}
 		}
 	}
+	// client_golang's Go and process collectors, through the model.
+	for _, want := range []string{"# TYPE go_goroutines gauge", "# TYPE go_gc_duration_seconds summary",
+		"# TYPE process_cpu_seconds_total counter", "statsbridge_build_info{version=\"dev\",goversion=\"" + runtime.Version() + "\"} 1",
+		"statsbridge_config_last_reload_successful 1", "statsbridge_last_received_timestamp_seconds{prefix=\"prosody\"} 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, rows := range []string{"| `process_*`", "| `go_*`"} {
+		if !strings.Contains(string(readme), rows) {
+			t.Errorf("the README's self-metrics table has no %s row", rows)
+		}
+	}
 	if code, body := get(t, "http://"+a.http+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
@@ -212,7 +234,7 @@ func TestOrphanSpoolsAreReported(t *testing.T) {
 	}
 	var log strings.Builder
 	logger := slog.New(slog.NewTextHandler(&log, nil))
-	warnAboutOrphanSpools([]pushSink{{spoolDir: filepath.Join(root, "graphite-used")}, {}}, logger)
+	warnAboutOrphanSpools([]*pushSink{{plan: sinkPlan{spoolDir: filepath.Join(root, "graphite-used")}}, {}}, logger)
 	if got := strings.Count(log.String(), "a spool no configured sink uses"); got != 1 ||
 		!strings.Contains(log.String(), "graphite-orphan") {
 		t.Errorf("want one warning, for graphite-orphan; got:\n%s", log.String())

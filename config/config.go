@@ -11,6 +11,7 @@ import (
 type Config struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	LogLevel        string   `toml:"log_level"`
+	LogFormat       string   `toml:"log_format"`
 
 	Statsd  Statsd  `toml:"statsd"`
 	Prosody Prosody `toml:"prosody"`
@@ -34,7 +35,10 @@ type Statsd struct {
 	UnixgramGroup string   `toml:"unixgram_group"`
 	Readers       int      `toml:"readers"`
 	ReadBuffer    ByteSize `toml:"read_buffer"`
-	MaxLine       ByteSize `toml:"max_line"`
+	// ReadCork is how long a UDP reader waits after a read that drained
+	// its socket, so that the next read takes a batch; 0 turns it off.
+	ReadCork Duration `toml:"read_cork"`
+	MaxLine  ByteSize `toml:"max_line"`
 
 	TCPMaxConnections          int      `toml:"tcp_max_connections"`
 	TCPMaxConnectionsPerSource int      `toml:"tcp_max_connections_per_source"`
@@ -93,12 +97,25 @@ type Limits struct {
 	SeriesTTL           Duration `toml:"series_ttl"`
 }
 
-// HTTP configures the /metrics and /healthz listener.
+// Log formats, the values of Config.LogFormat.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// HTTP configures the /metrics, /healthz and admin listener.
 type HTTP struct {
 	Listen         string   `toml:"listen"`
 	Allow          []string `toml:"allow"`
 	TrustedProxies []string `toml:"trusted_proxies"`
 	LEFormat       string   `toml:"le_format"`
+	// AdminAllow is who may use the admin endpoints (statsbridge tap,
+	// reload), apart from Allow: a container opens /metrics to whole
+	// networks.
+	AdminAllow []string `toml:"admin_allow"`
+	// Pprof serves Go's profiles under /debug/pprof/ to the allowed
+	// addresses.
+	Pprof bool `toml:"pprof"`
 }
 
 // Spellings of le and quantile label values, the values of HTTP.LEFormat
@@ -114,6 +131,7 @@ type Push struct {
 	Counters       string            `toml:"counters"`
 	DeleteIdle     bool              `toml:"delete_idle"`
 	BatchSize      int               `toml:"batch_size"`
+	Concurrency    int               `toml:"concurrency"`
 	BatchBytes     ByteSize          `toml:"batch_bytes"`
 	QueueSize      ByteSize          `toml:"queue_size"`
 	SpoolDir       string            `toml:"spool_dir"`
@@ -121,6 +139,9 @@ type Push struct {
 	MaxRetryAge    Duration          `toml:"max_retry_age"`
 	MaxRetryAfter  Duration          `toml:"max_retry_after"`
 	Timeout        Duration          `toml:"timeout"`
+	// SelfMetrics sends statsbridge's own families (statsbridge_*,
+	// process_*, go_*) too.
+	SelfMetrics bool `toml:"self_metrics"`
 }
 
 // Counter renderings, the values of Push.Counters.
@@ -131,11 +152,42 @@ const (
 
 // Graphite is one carbon plaintext sink.
 type Graphite struct {
-	Address         string `toml:"address"`
-	Layout          string `toml:"layout"`
-	LegacyNamespace bool   `toml:"legacy_namespace"`
-	Prefix          string `toml:"prefix"`
+	Address         string      `toml:"address"`
+	Layout          string      `toml:"layout"`
+	LegacyNamespace bool        `toml:"legacy_namespace"`
+	Prefix          string      `toml:"prefix"`
+	TLS             GraphiteTLS `toml:"tls"`
 	Push
+}
+
+// TLS is how a push sink checks its backend's certificate and shows its own.
+// Every field may be left empty: the system's CAs check the backend, and no
+// client certificate is shown.
+type TLS struct {
+	CAFile   string `toml:"ca_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ServerName is the name the backend's certificate must hold, when it
+	// is not the host the sink connects to.
+	ServerName         string `toml:"server_name"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+}
+
+// GraphiteTLS is carbon's TLS. Carbon's plaintext protocol has no URL
+// scheme to ask for TLS, so it is switched on.
+type GraphiteTLS struct {
+	Enabled bool `toml:"enabled"`
+	TLS
+}
+
+// HTTPClient is how an HTTP sink reaches its backend: TLS for an https://
+// URL, and a proxy.
+type HTTPClient struct {
+	TLS TLS `toml:"tls"`
+	// ProxyURL is an http://, https:// or socks5:// proxy, with its
+	// credentials as user information; "" takes HTTPS_PROXY, HTTP_PROXY and
+	// NO_PROXY from the environment.
+	ProxyURL string `toml:"proxy_url"`
 }
 
 // Graphite layouts, the values of Graphite.Layout.
@@ -158,6 +210,7 @@ type Influx struct {
 	CreateDatabase bool `toml:"create_database"`
 	// Shape is the convention the points follow (see EffectiveShape).
 	Shape string `toml:"shape"`
+	HTTPClient
 	Push
 }
 
@@ -187,8 +240,14 @@ type RemoteWrite struct {
 	Headers         map[string]Secret `toml:"headers"`
 	BearerToken     Secret            `toml:"bearer_token"`
 	BearerTokenFile string            `toml:"bearer_token_file"`
-	CreatedSeries   bool              `toml:"created_series"`
-	LEFormat        string            `toml:"le_format"`
+	// Username, with Password, is HTTP basic authentication (Grafana
+	// Cloud, a Mimir or Thanos Receive behind a proxy).
+	Username      string `toml:"username"`
+	Password      Secret `toml:"password"`
+	PasswordFile  string `toml:"password_file"`
+	CreatedSeries bool   `toml:"created_series"`
+	LEFormat      string `toml:"le_format"`
+	HTTPClient
 	Push
 }
 
@@ -198,6 +257,7 @@ func Default() Config {
 	return Config{
 		ShutdownTimeout: Duration(15 * time.Second),
 		LogLevel:        "info",
+		LogFormat:       LogText,
 		Statsd: Statsd{
 			UDP:                        []string{"127.0.0.1:8125"},
 			TCP:                        []string{"127.0.0.1:8125"},
@@ -206,6 +266,7 @@ func Default() Config {
 			UnixgramGroup:              "",
 			Readers:                    0,
 			ReadBuffer:                 8 << 20,
+			ReadCork:                   Duration(time.Millisecond),
 			MaxLine:                    64 << 10,
 			TCPMaxConnections:          1024,
 			TCPMaxConnectionsPerSource: 64,
@@ -232,6 +293,8 @@ func Default() Config {
 			Allow:          []string{"127.0.0.0/8", "::1/128"},
 			TrustedProxies: []string{},
 			LEFormat:       LEFormatProsody,
+			AdminAllow:     []string{"127.0.0.0/8", "::1/128"},
+			Pprof:          false,
 		},
 		Graphite:    []Graphite{},
 		Influx:      []Influx{},
@@ -245,12 +308,14 @@ func DefaultPush() Push {
 		ExternalLabels: map[string]string{},
 		Counters:       CountersDelta,
 		BatchSize:      1000,
+		Concurrency:    1,
 		BatchBytes:     1 << 20,
 		QueueSize:      64 << 20,
 		SpoolSize:      1 << 30,
 		MaxRetryAge:    Duration(5 * time.Minute),
 		MaxRetryAfter:  Duration(5 * time.Minute),
 		Timeout:        Duration(10 * time.Second),
+		SelfMetrics:    true,
 	}
 }
 
@@ -261,7 +326,9 @@ func DefaultGraphite() Graphite {
 
 // DefaultInflux is an influx sink with nothing set but its URL.
 func DefaultInflux() Influx {
-	return Influx{URL: "http://127.0.0.1:8086/write?db=statsd", Gzip: true, Push: DefaultPush()}
+	p := DefaultPush()
+	p.Concurrency = 4
+	return Influx{URL: "http://127.0.0.1:8086/write?db=statsd", Gzip: true, Push: p}
 }
 
 // DefaultRemoteWrite is a remote-write sink with nothing set but its URL.
@@ -269,6 +336,7 @@ func DefaultInflux() Influx {
 func DefaultRemoteWrite() RemoteWrite {
 	p := DefaultPush()
 	p.Counters = CountersCumulative
+	p.Concurrency = 4
 	return RemoteWrite{URL: "http://127.0.0.1:9090/api/v1/write", Headers: map[string]Secret{}, CreatedSeries: true,
 		LEFormat: LEFormatProsody, Push: p}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statsbridge/statsbridge/sinks/tlstest"
 )
 
 func readExample(t *testing.T) string {
@@ -176,6 +178,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"source_label reserved", "[statsd]\nsource_label = \"__src\"\n", []string{"statsd.source_label", "line 2"}},
 		{"syntax", "[statsd\nudp = []\n", []string{"line 1", "TOML syntax"}},
 		{"negative line timeout", "[statsd]\ntcp_line_timeout = \"-1s\"\n", []string{"statsd.tcp_line_timeout", "line 2"}},
+		{"read cork too long", "[statsd]\nread_cork = \"1s\"\n", []string{"statsd.read_cork", "line 2", "100ms"}},
+		{"negative read cork", "[statsd]\nread_cork = \"-1ms\"\n", []string{"statsd.read_cork", "line 2"}},
 		{"negative per-source limit", "[statsd]\ntcp_max_connections_per_source = -1\n",
 			[]string{"statsd.tcp_max_connections_per_source", "line 2"}},
 		{"unknown unixgram group", "[statsd]\nunixgram_group = \"no-such-group-statsbridge\"\n",
@@ -306,6 +310,69 @@ func TestByteSize(t *testing.T) {
 		var back ByteSize
 		if err := back.UnmarshalText(text); err != nil || back != s {
 			t.Errorf("%d -> %q -> %d, %v", s, text, back, err)
+		}
+	}
+}
+
+// TestRelativePathsAreReadFromTheFilesDirectory: a file's relative paths
+// mean the same wherever statsbridge is started from.
+func TestRelativePathsAreReadFromTheFilesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "influx.token"), []byte("Token1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "influx.pass"), []byte("Pass1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rw.token"), []byte("Bearer1xyz\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "rw.pass"), []byte("RwPass1xyz\n"), 0o600)
+	ca := tlstest.NewCA(t, "relative")
+	caFile := ca.WriteCA(t, dir)
+	os.Mkdir(filepath.Join(dir, "tls"), 0o755)
+	tlstest.WriteKeyPair(t, filepath.Join(dir, "tls"), "client", ca.Client(t, "statsbridge"))
+	path := filepath.Join(dir, "statsbridge.toml")
+	os.WriteFile(path, []byte(`
+[statsd]
+unixgram = ["run/statsd.sock"]
+[mapping]
+file = "mapping.yml"
+[[graphite]]
+address = "carbon:2003"
+spool_dir = "spool"
+[[influx]]
+url = "http://influx:8086/write?db=s"
+token_file = "influx.token"
+[[influx]]
+url = "http://influx:8086/write?db=t"
+username = "u"
+password_file = "./influx.pass"
+spool_dir = "/var/lib/statsbridge"
+[[remote_write]]
+url = "http://prom:9090/api/v1/write"
+bearer_token_file = "rw.token"
+[[remote_write]]
+url = "https://prom:9090/api/v1/write"
+username = "u"
+password_file = "rw.pass"
+tls = { ca_file = "`+filepath.Base(caFile)+`", cert_file = "tls/client.crt", key_file = "tls/client.key" }
+`), 0o644)
+	t.Chdir(t.TempDir()) // somewhere else
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ key, got, want string }{
+		{"statsd.unixgram", cfg.Statsd.Unixgram[0], filepath.Join(dir, "run/statsd.sock")},
+		{"mapping.file", cfg.Mapping.File, filepath.Join(dir, "mapping.yml")},
+		{"graphite[0].spool_dir", cfg.Graphite[0].SpoolDir, filepath.Join(dir, "spool")},
+		{"influx[1].spool_dir (absolute)", cfg.Influx[1].SpoolDir, "/var/lib/statsbridge"},
+		{"influx[0].token_file", cfg.Influx[0].Token.Reveal(), "Token1xyz"},
+		{"influx[1].password_file", cfg.Influx[1].Password.Reveal(), "Pass1xyz"},
+		{"remote_write[0].bearer_token_file", cfg.RemoteWrite[0].BearerToken.Reveal(), "Bearer1xyz"},
+		{"remote_write[1].password_file", cfg.RemoteWrite[1].Password.Reveal(), "RwPass1xyz"},
+		{"remote_write[1].tls.ca_file", cfg.RemoteWrite[1].TLS.CAFile, caFile},
+		{"remote_write[1].tls.cert_file", cfg.RemoteWrite[1].TLS.CertFile, filepath.Join(dir, "tls/client.crt")},
+		{"remote_write[1].tls.key_file", cfg.RemoteWrite[1].TLS.KeyFile, filepath.Join(dir, "tls/client.key")},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.key, c.got, c.want)
 		}
 	}
 }

@@ -28,8 +28,12 @@ func indexKeys(data []byte) (keyIndex, error) {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			name := joinParts(e.Key())
+			parts := partsOf(e.Key())
+			name := resolveArrays(parts, arrays)
 			if e.Kind == unstable.ArrayTable {
+				// A new element of this array, in the latest element of
+				// the arrays around it.
+				name = joinKey(resolveArrays(parts[:len(parts)-1], arrays), parts[len(parts)-1])
 				n := arrays[name]
 				arrays[name] = n + 1
 				name = fmt.Sprintf("%s[%d]", name, n)
@@ -81,12 +85,28 @@ func (idx keyIndex) add(path string, line int) {
 	}
 }
 
-func joinParts(it unstable.Iterator) string {
+func joinParts(it unstable.Iterator) string { return strings.Join(partsOf(it), ".") }
+
+func partsOf(it unstable.Iterator) []string {
 	var parts []string
 	for it.Next() {
 		parts = append(parts, string(it.Node().Data))
 	}
-	return strings.Join(parts, ".")
+	return parts
+}
+
+// resolveArrays names a table header's key as a path: a part that names an
+// array of tables stands for its latest element, so "[graphite.tls]" after
+// the second "[[graphite]]" is "graphite[1].tls", as TOML reads it.
+func resolveArrays(parts []string, arrays map[string]int) string {
+	path := ""
+	for _, part := range parts {
+		path = joinKey(path, part)
+		if n := arrays[path]; n > 0 {
+			path = fmt.Sprintf("%s[%d]", path, n-1)
+		}
+	}
+	return path
 }
 
 func lineOf(p *unstable.Parser, it unstable.Iterator) int {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -52,14 +53,19 @@ func (es Errors) Error() string {
 }
 
 // Load reads, decodes and validates the TOML file at path. Keys the file does
-// not set take their defaults. The error, if any, is an Errors listing every
-// problem found, or the reason the file could not be read.
+// not set take their defaults, and relative paths in it are read from its
+// directory. The error, if any, is an Errors listing every problem found, or
+// the reason the file could not be read.
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("reading config file: %w", err)
 	}
-	cfg, err := Parse(data)
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config file: %w", err)
+	}
+	cfg, err := parse(data, dir)
 	var es Errors
 	if errors.As(err, &es) {
 		for _, e := range es {
@@ -69,8 +75,11 @@ func Load(path string) (Config, error) {
 	return cfg, err
 }
 
-// Parse decodes and validates a TOML document, as Load does.
-func Parse(data []byte) (Config, error) {
+// Parse decodes and validates a TOML document, as Load does; relative paths
+// in it stay relative to the working directory.
+func Parse(data []byte) (Config, error) { return parse(data, "") }
+
+func parse(data []byte, dir string) (Config, error) {
 	keys, err := indexKeys(data)
 	if err != nil {
 		return Config{}, err
@@ -92,6 +101,9 @@ func Parse(data []byte) (Config, error) {
 		}
 	}
 	fillDefaults(reflect.ValueOf(&cfg).Elem(), reflect.ValueOf(Default()), "", keys)
+	if dir != "" {
+		resolvePaths(&cfg, dir)
+	}
 	errs = append(errs, resolveSecrets(&cfg, keys)...)
 	errs = append(errs, cfg.validate(keys)...)
 	if len(errs) > 0 {
@@ -192,6 +204,44 @@ func deepCopy(v reflect.Value) reflect.Value {
 	return v
 }
 
+// resolvePaths makes the file's relative paths relative to dir, its
+// directory: they mean the same wherever statsbridge is started from.
+func resolvePaths(cfg *Config, dir string) {
+	resolve := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i := range cfg.Statsd.Unixgram {
+		resolve(&cfg.Statsd.Unixgram[i])
+	}
+	resolve(&cfg.Mapping.File)
+	tls := func(t *TLS) {
+		resolve(&t.CAFile)
+		resolve(&t.CertFile)
+		resolve(&t.KeyFile)
+	}
+	for i := range cfg.Graphite {
+		g := &cfg.Graphite[i]
+		resolve(&g.SpoolDir)
+		tls(&g.TLS.TLS)
+	}
+	for i := range cfg.Influx {
+		in := &cfg.Influx[i]
+		resolve(&in.SpoolDir)
+		resolve(&in.TokenFile)
+		resolve(&in.PasswordFile)
+		tls(&in.HTTPClient.TLS)
+	}
+	for i := range cfg.RemoteWrite {
+		rw := &cfg.RemoteWrite[i]
+		resolve(&rw.SpoolDir)
+		resolve(&rw.BearerTokenFile)
+		resolve(&rw.PasswordFile)
+		tls(&rw.HTTPClient.TLS)
+	}
+}
+
 // resolveSecrets expands "${NAME}" secrets from the environment and reads
 // the *_file secrets, so that a missing variable or file is a load error
 // rather than a failure at the first write.
@@ -238,6 +288,8 @@ func resolveSecrets(cfg *Config, keys keyIndex) Errors {
 		p := fmt.Sprintf("remote_write[%d].", i)
 		expand(p+"bearer_token", &rw.BearerToken)
 		fromFile(p, "bearer_token", rw.BearerTokenFile, &rw.BearerToken)
+		expand(p+"password", &rw.Password)
+		fromFile(p, "password", rw.PasswordFile, &rw.Password)
 		for name, v := range rw.Headers {
 			expand(p+"headers."+name, &v)
 			rw.Headers[name] = v

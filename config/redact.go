@@ -182,23 +182,45 @@ func (c Config) Redactor() Redactor {
 		}
 	}
 	addURL(c.Prosody.MetricsURL)
+	basicAuth := func(user string, password Secret) {
+		if user != "" && password != "" {
+			add(base64.StdEncoding.EncodeToString([]byte(user + ":" + password.Reveal())))
+		}
+	}
 	for _, in := range c.Influx {
 		addURL(in.URL)
+		addURL(in.ProxyURL)
 		add(in.Token.Reveal())
 		add(in.Password.Reveal())
-		if in.Username != "" && in.Password != "" {
-			add(base64.StdEncoding.EncodeToString([]byte(in.Username + ":" + in.Password.Reveal())))
-		}
+		basicAuth(in.Username, in.Password)
 	}
 	for _, rw := range c.RemoteWrite {
 		addURL(rw.URL)
+		addURL(rw.ProxyURL)
 		add(rw.BearerToken.Reveal())
+		add(rw.Password.Reveal())
+		basicAuth(rw.Username, rw.Password)
 		for _, v := range rw.Headers {
 			add(v.Reveal())
 		}
 	}
 	sort.SliceStable(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
 	return r
+}
+
+// With returns a Redactor that hides the secrets of both: after a reload,
+// those of the configuration before it too.
+func (r Redactor) With(other Redactor) Redactor {
+	seen := map[string]bool{}
+	var out Redactor
+	for _, s := range append(append([]string(nil), r.secrets...), other.secrets...) {
+		if !seen[s] {
+			seen[s] = true
+			out.secrets = append(out.secrets, s)
+		}
+	}
+	sort.SliceStable(out.secrets, func(i, j int) bool { return len(out.secrets[i]) > len(out.secrets[j]) })
+	return out
 }
 
 // Redact hides URL credentials (see the function Redact) and then the

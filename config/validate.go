@@ -1,11 +1,14 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"os/user"
 	"regexp"
 	"strconv"
@@ -28,6 +31,7 @@ func (c *Config) validate(keys keyIndex) Errors {
 	v := validator{keys: keys}
 	v.check("shutdown_timeout", c.ShutdownTimeout > 0, "must be more than 0")
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", c.LogFormat, LogText, LogJSON)
 
 	s := &c.Statsd
 	for i, a := range s.UDP {
@@ -46,6 +50,8 @@ func (c *Config) validate(keys keyIndex) Errors {
 	}
 	v.check("statsd.readers", s.Readers >= 0 && s.Readers <= 1024, "must be 0 (one per core) to 1024")
 	v.check("statsd.read_buffer", s.ReadBuffer >= 0 && s.ReadBuffer <= 1<<30, "must be 0 to 1GiB")
+	v.check("statsd.read_cork", s.ReadCork >= 0 && s.ReadCork.D() <= 100*time.Millisecond,
+		"must be 0s (off) to 100ms")
 	v.check("statsd.max_line", s.MaxLine >= 512 && s.MaxLine <= 16<<20, "must be 512B to 16MiB")
 	v.check("statsd.tcp_max_connections", s.TCPMaxConnections > 0, "must be more than 0")
 	v.check("statsd.tcp_max_connections_per_source", s.TCPMaxConnectionsPerSource >= 0, "must not be negative (0: no limit)")
@@ -96,6 +102,9 @@ func (c *Config) validate(keys keyIndex) Errors {
 	for _, a := range c.HTTP.Allow {
 		v.prefix("http.allow", a)
 	}
+	for _, a := range c.HTTP.AdminAllow {
+		v.prefix("http.admin_allow", a)
+	}
 	for _, a := range c.HTTP.TrustedProxies {
 		v.prefix("http.trusted_proxies", a)
 	}
@@ -107,12 +116,16 @@ func (c *Config) validate(keys keyIndex) Errors {
 		v.hostPort(p+"address", p+"address", g.Address, false)
 		v.oneOf(p+"layout", g.Layout, LayoutEtsy, LayoutPaths, LayoutTags)
 		v.check(p+"prefix", !strings.ContainsAny(g.Prefix, " \t\n;"), "must not contain spaces or ';'")
+		v.check(p+"tls", g.TLS.Enabled || g.TLS.TLS == TLS{}, "these settings need tls.enabled = true")
+		v.tls(p, g.TLS.TLS)
 		v.push(p, &g.Push, CountersDelta, CountersCumulative)
+		v.check(p+"concurrency", g.Concurrency == 1, "must be 1: carbon is written over one connection")
 	}
 	for i := range c.Influx {
 		in := &c.Influx[i]
 		p := fmt.Sprintf("influx[%d].", i)
 		v.influxURL(p+"url", in.URL)
+		v.httpClient(p, in.URL, in.HTTPClient)
 		v.push(p, &in.Push, CountersDelta, CountersCumulative)
 		v.oneOf(p+"shape", in.Shape, "", ShapeTelegraf, ShapeEtsy, ShapePrometheus)
 		switch in.Shape {
@@ -126,6 +139,8 @@ func (c *Config) validate(keys keyIndex) Errors {
 		rw := &c.RemoteWrite[i]
 		p := fmt.Sprintf("remote_write[%d].", i)
 		v.httpURL(p+"url", rw.URL)
+		v.httpClient(p, rw.URL, rw.HTTPClient)
+		v.remoteWriteAuth(p, rw)
 		v.oneOf(p+"le_format", rw.LEFormat, LEFormatProsody, LEFormatFloat)
 		v.push(p, &rw.Push, CountersCumulative)
 	}
@@ -246,6 +261,7 @@ func (v *validator) influxURL(key, raw string) {
 func (v *validator) push(prefix string, p *Push, counters ...string) {
 	v.oneOf(prefix+"counters", p.Counters, counters...)
 	v.check(prefix+"batch_size", p.BatchSize > 0, "must be more than 0")
+	v.check(prefix+"concurrency", p.Concurrency >= 1 && p.Concurrency <= 64, "must be from 1 to 64")
 	v.check(prefix+"batch_bytes", p.BatchBytes >= 1024, "must be at least 1KiB")
 	v.check(prefix+"queue_size", p.QueueSize >= p.BatchBytes, "must be at least batch_bytes")
 	v.check(prefix+"spool_size", p.SpoolSize >= 2*p.BatchBytes, "must be at least twice batch_bytes")
@@ -265,3 +281,62 @@ func (v *validator) push(prefix string, p *Push, counters ...string) {
 // the label on its own series: a label of that name from elsewhere would
 // collide with it.
 func seriesLabel(name string) bool { return name == "le" || name == "quantile" }
+
+// tls checks what a sink's TLS reads at start: a key pair that loads and a
+// CA file of PEM certificates, so that check-config finds what would fail.
+func (v *validator) tls(prefix string, t TLS) {
+	p := prefix + "tls."
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		v.check(p+"cert_file", false, "a client certificate needs its key_file too")
+	case t.KeyFile != "" && t.CertFile == "":
+		v.check(p+"key_file", false, "a client key needs its cert_file too")
+	case t.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.check(p+"cert_file", false, "%s and %s: %v", t.CertFile, t.KeyFile, err)
+		}
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			v.check(p+"ca_file", false, "%v", err)
+		} else {
+			v.check(p+"ca_file", x509.NewCertPool().AppendCertsFromPEM(pem), "%s holds no PEM certificate", t.CAFile)
+		}
+	}
+}
+
+// httpClient checks how an HTTP sink reaches its backend.
+func (v *validator) httpClient(prefix, rawURL string, c HTTPClient) {
+	if c.TLS != (TLS{}) {
+		u, err := url.Parse(rawURL)
+		v.check(prefix+"tls", err != nil || u.Scheme != "http", "TLS needs an https:// url")
+	}
+	v.tls(prefix, c.TLS)
+	if c.ProxyURL != "" {
+		u, err := url.Parse(c.ProxyURL)
+		ok := err == nil && u.Host != ""
+		if ok {
+			switch u.Scheme {
+			case "http", "https", "socks5", "socks5h":
+			default:
+				ok = false
+			}
+		}
+		v.check(prefix+"proxy_url", ok, "%q is not an http://, https:// or socks5:// proxy URL", RedactURL(c.ProxyURL))
+	}
+}
+
+// remoteWriteAuth checks that a remote-write sink sends one Authorization
+// header at most.
+func (v *validator) remoteWriteAuth(prefix string, rw *RemoteWrite) {
+	v.check(prefix+"password", rw.Password == "" || rw.Username != "", "a password needs its username")
+	v.check(prefix+"username", rw.Username == "" || rw.BearerToken == "",
+		"set either username and password (basic authentication) or bearer_token, not both")
+	for name := range rw.Headers {
+		if strings.EqualFold(name, "Authorization") {
+			v.check(prefix+"headers", rw.Username == "" && rw.BearerToken == "",
+				"an Authorization header and bearer_token or username: set only one")
+		}
+	}
+}

@@ -78,6 +78,20 @@ func (c *Clock) Run(ctx context.Context, flush func(Interval)) {
 	}
 }
 
+// Due is when the interval in progress ends: when to call Advance, for a
+// caller that runs its own loop.
+func (c *Clock) Due() time.Time { return c.cur.End }
+
+// Advance closes the interval in progress and starts the next, as Run does
+// at each tick.
+func (c *Clock) Advance() Interval { return c.advance() }
+
+// SetInterval changes the flush interval (a reload): the interval in
+// progress ends when it was due, and the next ends at the first boundary of
+// the new interval after it. Starts never repeat, so timestamps do not
+// collide across the change either.
+func (c *Clock) SetInterval(every time.Duration) { c.every = every }
+
 // advance closes the interval in progress and starts the next. A flush that
 // ran late (a stalled machine) does not make the clock drift or flush twice:
 // the next interval ends at the next boundary still ahead.

@@ -205,3 +205,27 @@ func TestIntervalStampPicksStartOrEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestClockSetInterval: a reload's new interval takes effect after the
+// interval in progress, whose end does not move, and the next interval ends
+// on a boundary of the new one; intervals still follow each other.
+func TestClockSetInterval(t *testing.T) {
+	base := time.Unix(1_800_000_000, 0)
+	now := base
+	c := NewClock(10*time.Second, func() time.Time { return now })
+	now = base.Add(10 * time.Second)
+	first := c.Advance()
+	c.SetInterval(3 * time.Second)
+	if !c.Due().Equal(base.Add(20 * time.Second)) {
+		t.Errorf("the interval in progress now ends at %v, want %v", c.Due(), base.Add(20*time.Second))
+	}
+	now = c.Due()
+	second := c.Advance()
+	third := c.cur
+	if !second.Start.Equal(first.End) || !third.Start.Equal(second.End) {
+		t.Errorf("intervals %+v, %+v, %+v do not follow each other", first, second, third)
+	}
+	if third.End.UnixNano()%int64(3*time.Second) != 0 || third.End.Sub(third.Start) > 3*time.Second {
+		t.Errorf("the interval after the change %+v should end on the next 3s boundary", third)
+	}
+}

@@ -182,9 +182,14 @@ listen = "127.0.0.1:0"
 	}
 	twin := parseExposition(t, twinPage)
 
+	// statsbridge's own series (statsbridge_*, and client_golang's go_*
+	// and process_*) are not Prosody's.
+	own := func(name string) bool {
+		return strings.HasPrefix(name, "statsbridge_") || strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_")
+	}
 	matched := 0
 	for name, meta := range ours.families {
-		if strings.HasPrefix(name, "statsbridge_") {
+		if own(name) {
 			continue
 		}
 		if tm, ok := twin.families[name]; !ok {
@@ -196,7 +201,7 @@ listen = "127.0.0.1:0"
 		}
 	}
 	for series, sv := range ours.series {
-		if strings.HasPrefix(sv.name, "statsbridge_") {
+		if own(sv.name) {
 			continue
 		}
 		tv, ok := twin.series[series]

@@ -89,6 +89,19 @@ var (
 	tcpAddr     = regexp.MustCompile(`tcp (\S+?)(,|$)`)
 )
 
+// udpRelay is the configuration most tests start from: StatsD on a UDP
+// port the kernel picks, no TCP, a flush every second, and /metrics on a
+// port the kernel picks. Sinks and other tables follow it; top-level keys
+// go before it.
+const udpRelay = `
+[statsd]
+udp = ["127.0.0.1:0"]
+tcp = []
+flush_interval = "1s"
+[http]
+listen = "127.0.0.1:0"
+`
+
 // startRelay runs statsbridge with the given TOML configuration (ports 0
 // are fine: the bound addresses are read from its start-up log line) and
 // stops it when the test ends.
@@ -222,6 +235,13 @@ func sample(exposition, series string) (string, bool) {
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
+	eventuallyEvery(t, 100*time.Millisecond, timeout, what, cond)
+}
+
+// eventuallyEvery is eventually for a cond that is costly to check (a
+// scrape of a million series), tried once every poll.
+func eventuallyEvery(t testing.TB, poll, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, detail := cond()
@@ -231,7 +251,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not true after %v: %s", what, timeout, detail)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }
 

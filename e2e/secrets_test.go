@@ -37,6 +37,7 @@ trusted_proxies = ["127.0.0.1"]
 		{"an allowed client with a spoofed line of its own", []string{"203.0.113.9", "192.0.2.7"}, http.StatusOK},
 		{"the proxy could not name the client", []string{"192.0.2.7", "unknown"}, http.StatusForbidden},
 	}
+	answered := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+r.HTTP+"/metrics", nil)
@@ -50,9 +51,14 @@ trusted_proxies = ["127.0.0.1"]
 			resp.Body.Close()
 			if resp.StatusCode != tt.want {
 				t.Errorf("X-Forwarded-For lines %q: status %d, want %d", tt.lines, resp.StatusCode, tt.want)
+			} else {
+				answered++
 			}
 		})
 	}
+	report(t, figures{scenario: "X-Forwarded-For over several header lines, via a trusted proxy", sent: float64(len(tests)),
+		delivered: float64(answered), unit: "requests", peakRSS: r.peakRSS(t),
+		notes: "lost: requests answered against the rule (a spoofed address let in, or an allowed one refused)"})
 	r.stop(t)
 }
 
@@ -146,10 +152,12 @@ bearer_token_file = %q
 			planted["remote_write header"], planted["remote_write bearer_token"],
 			echo.URL, planted["remote_write api_key="], secretFile("bearer", planted["remote_write bearer file"]))
 	}
+	leaked := map[string]bool{}
 	leaks := func(what, output string) {
 		t.Helper()
 		for slot, secret := range planted {
 			if strings.Contains(output, secret) {
+				leaked[slot] = true
 				t.Errorf("%s shows the %s (%s):\n%s", what, slot, secret, output)
 			}
 		}
@@ -166,7 +174,7 @@ bearer_token_file = %q
 	for _, want := range []string{
 		`sink=influx[0] err=`, `sink=remote_write[0] err=`, // refused connections
 		// the echoing backend's answers
-		`sink=influx[1] answer="HTTP 401`, `sink=influx[2] answer="HTTP 401`, `sink=remote_write[1] answer="HTTP 401`,
+		`sink=influx[1] err="HTTP 401`, `sink=influx[2] err="HTTP 401`, `sink=remote_write[1] err="HTTP 401`,
 	} {
 		eventually(t, 10*time.Second, "the log has "+want, func() (bool, string) {
 			return strings.Contains(r.log.String(), want), r.log.String()
@@ -180,6 +188,7 @@ bearer_token_file = %q
 	eventually(t, 5*time.Second, "the bad file is refused", func() (bool, string) {
 		return strings.Contains(r.log.String(), "nothing reloaded"), r.log.String()
 	})
+	rss := r.peakRSS(t)
 	r.stop(t)
 	log := r.log.String()
 	for _, want := range []string{"p=xxxxx, influx http://", "access_token=xxxxx", "influx[0].url"} {
@@ -194,4 +203,7 @@ bearer_token_file = %q
 		t.Fatalf("check-config of the bad file: %v\n%s", err, out)
 	}
 	leaks("check-config", string(out))
+	report(t, figures{scenario: "secrets planted in every credential slot", sent: float64(len(planted)),
+		delivered: float64(len(planted) - len(leaked)), unit: "secrets", peakRSS: rss,
+		notes: "lost: secrets seen in the start line, failed deliveries, a bad reload or check-config"})
 }

@@ -19,6 +19,7 @@ var benchLines = []struct {
 	{"prosody_bucket", "prosody.prosody_mod_csi_simple.buffer_hold_seconds.localhost.bucket.0_001:1|c"},
 	{"prosody_gauge", "prosody.prosody_mod_c2s.connections.localhost.c2s.ipv4:2|g"},
 	{"prosody_float", "prosody.prosody_stats_processing_seconds.sum:5.4836273193359e-06|g"},
+	{"etsy_multi_value", "api.request.time:320.5|ms:12|ms|@0.1"}, // both fields: ns per line
 }
 
 func BenchmarkParse(b *testing.B) {
@@ -32,6 +33,11 @@ func BenchmarkParse(b *testing.B) {
 			for b.Loop() {
 				if p.Parse(line, &s) != ReasonNone {
 					b.Fatal("rejected")
+				}
+				for s.More() {
+					if p.Next(&s, &s) != ReasonNone {
+						b.Fatal("rejected")
+					}
 				}
 			}
 		})

@@ -145,7 +145,7 @@ func foreignUDPSockets(socks []*udpSocket) []uint64 {
 	if len(socks) == 0 {
 		return nil
 	}
-	local, ok := socks[0].conn.LocalAddr().(*net.UDPAddr)
+	local, ok := socks[0].bound.(*net.UDPAddr)
 	if !ok {
 		return nil
 	}

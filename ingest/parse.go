@@ -76,9 +76,18 @@ type Parser struct {
 
 // Parse parses one line (without its line terminator) into s, reusing s's
 // slices. It returns ReasonNone, or why the line is rejected, in which case s
-// holds nothing useful.
+// holds nothing useful. It rewrites tabs and the other whitespace controls
+// in line to spaces (see cleanBytes).
 //
 // Grammar: <name>:<value>[:<value>...]|<type>[|@<rate>][|#<tags>][|T<unix>][|c:<container>]
+//
+// Etsy's multi-value form, <name>:<value>|<type>[|@<rate>]:<value>|<type>[|@<rate>]...,
+// holds a sample per field, each with its own type and rate, and the
+// sections after the last field apply to all of them. Parse fills s with
+// the first field; while s.More(), Next parses the next one. A bad field is
+// rejected alone (Parse or Next returns its reason, and More still tells
+// whether others follow), as Etsy statsd counts it alone; what is wrong with
+// the line itself (its name, its tags, its sections) rejects every field.
 func (p *Parser) Parse(line []byte, s *Sample) Reason {
 	if !cleanBytes(line) {
 		return ReasonBadBytes
@@ -87,25 +96,43 @@ func (p *Parser) Parse(line []byte, s *Sample) Reason {
 	if pipe < 0 {
 		return ReasonMissingType
 	}
-	head, rest := line[:pipe], line[pipe+1:]
-	typeEnd := bytes.IndexByte(rest, '|')
-	if typeEnd < 0 {
-		typeEnd = len(rest)
+	head := line[:pipe]
+	typ, rate, rest, after := cutTail(line[pipe+1:])
+	*s = Sample{Values: s.Values[:0], Tags: s.Tags[:0], Rate: 1, Type: parseType(typ)}
+	var more, sections []byte
+	switch after {
+	case ':':
+		more = line[len(line)-len(rest)-1:] // from the ':'
+		more, sections = splitFields(more)
+	case '|':
+		sections = rest
 	}
-	*s = Sample{Values: s.Values[:0], Tags: s.Tags[:0], Rate: 1, Type: parseType(rest[:typeEnd])}
+	multi := len(more) > 0
+	reason := s.parseRate(rate)
 	if s.Type == 0 {
-		return ReasonBadType
+		reason = ReasonBadType
 	}
-	if typeEnd < len(rest) {
-		if r := p.parseSections(rest[typeEnd+1:], s); r != ReasonNone {
+	if reason != ReasonNone && !multi {
+		return reason
+	}
+	if sections != nil {
+		if r := p.parseSections(sections, rate != nil || multi, s); r != ReasonNone {
 			return r
 		}
 	}
-	literal := len(p.Dialect.LiteralPrefix) > 0 && bytes.HasPrefix(head, p.Dialect.LiteralPrefix)
-	if r := p.parseHead(head, literal, s); r != ReasonNone {
-		return r
+	colon := bytes.LastIndexByte(head, ':')
+	if colon < 0 {
+		return ReasonMissingValue
 	}
-	if !literal {
+	s.Name = head[:colon]
+	s.literal = len(p.Dialect.LiteralPrefix) > 0 && bytes.HasPrefix(head, p.Dialect.LiteralPrefix)
+	if reason == ReasonNone {
+		reason = p.parseHead(head[colon+1:], s)
+		if reason != ReasonNone && !multi {
+			return reason
+		}
+	}
+	if !s.literal {
 		if r := parseNameTags(s); r != ReasonNone {
 			return r
 		}
@@ -113,20 +140,139 @@ func (p *Parser) Parse(line []byte, s *Sample) Reason {
 	if len(s.Name) == 0 {
 		return ReasonEmptyName
 	}
+	s.lineTags = len(s.Tags)
+	s.more = more
+	return reason
+}
+
+// More reports whether the line that filled s has another field (Etsy's
+// multi-value form), for Next.
+func (s *Sample) More() bool { return len(s.more) > 0 }
+
+// Next parses the next field of the multi-value line that filled prev into
+// s, which may be prev itself: the name, the line's tags, its timestamp and
+// container are prev's. It returns ReasonNone, or why the field is
+// rejected; s.More() tells whether another field follows either way.
+func (p *Parser) Next(prev, s *Sample) Reason {
+	name, tags, ts, container, literal := prev.Name, prev.Tags[:prev.lineTags], prev.Timestamp, prev.Container, prev.literal
+	field := prev.more[1:] // after the ':'
+	*s = Sample{Name: name, Values: s.Values[:0], Tags: append(s.Tags[:0], tags...), Rate: 1,
+		Timestamp: ts, Container: container, lineTags: len(tags), literal: literal}
+	end := indexFieldEnd(field)
+	if end < 0 || field[end] == ':' {
+		if end >= 0 {
+			s.more = field[end:]
+		}
+		return ReasonMissingType
+	}
+	value := field[:end]
+	typ, rate, rest, after := cutTail(field[end+1:])
+	if after == ':' {
+		s.more = field[len(field)-len(rest)-1:]
+	}
+	if s.Type = parseType(typ); s.Type == 0 {
+		return ReasonBadType
+	}
+	if r := s.parseRate(rate); r != ReasonNone {
+		return r
+	}
+	return p.parseValue(value, s)
+}
+
+// cutTail cuts "<type>[|@<rate>]" off the start of b (rate with its '@',
+// nil without one). after is what ended it: ':' when another field of
+// Etsy's multi-value form follows in rest, '|' when the line's sections do,
+// 0 at the end of the line.
+func cutTail(b []byte) (typ, rate, rest []byte, after byte) {
+	end := indexFieldEnd(b)
+	if end < 0 {
+		return b, nil, nil, 0
+	}
+	typ, rest, after = b[:end], b[end+1:], b[end]
+	if after != '|' || len(rest) == 0 || rest[0] != '@' {
+		return typ, nil, rest, after
+	}
+	end = indexFieldEnd(rest)
+	if end < 0 {
+		return typ, rest, nil, 0
+	}
+	return typ, rest[:end], rest[end+1:], rest[end]
+}
+
+// splitFields splits what follows a multi-value line's first field (from
+// the ':' on) into its further fields and the line's sections (nil when it
+// has none). A field is "<value>|<type>[|@<rate>]": within one, ':' can
+// only start the next field, and '|' after the type or the rate starts the
+// sections.
+func splitFields(b []byte) (fields, sections []byte) {
+	rest := b
+	for len(rest) > 0 && rest[0] == ':' {
+		field := rest[1:]
+		end := indexFieldEnd(field)
+		switch {
+		case end < 0:
+			return b, nil
+		case field[end] == ':': // a field without a type
+			rest = field[end:]
+			continue
+		}
+		_, _, tail, after := cutTail(field[end+1:])
+		switch after {
+		case ':':
+			rest = field[len(field)-len(tail)-1:]
+		case '|':
+			return b[:len(b)-len(tail)-1], tail
+		default:
+			return b, nil
+		}
+	}
+	return b, nil
+}
+
+// indexFieldEnd finds the '|' or ':' that ends a part of a field.
+func indexFieldEnd(b []byte) int {
+	for i, c := range b {
+		if c == '|' || c == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// parseRate reads a field's "@<rate>" (nil: none, rate 1).
+func (s *Sample) parseRate(sec []byte) Reason {
+	if sec == nil {
+		return ReasonNone
+	}
+	r, ok := parseNumber(sec[1:])
+	if !ok || !(r >= MinSampleRate && r <= 1) { // NaN fails too
+		return ReasonBadRate
+	}
+	s.Rate = r
 	return ReasonNone
 }
 
 // cleanBytes rejects control characters and invalid UTF-8: they cannot be
-// written to carbon, line protocol or OpenMetrics without mangling.
+// written to carbon, line protocol or OpenMetrics without mangling. The
+// whitespace controls (tab, vertical tab, form feed, and a carriage return
+// inside a line) are whitespace to Etsy statsd, as to JavaScript's \s, so
+// they are read as spaces: cleanBytes rewrites them in line, and every sink
+// writes a space as it writes any other.
 func cleanBytes(line []byte) bool {
 	ascii := true
-	for _, c := range line {
-		if c < 0x20 || c == 0x7f {
-			return false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c >= 0x20 && c < 0x7f { // the common case, tested first
+			continue
 		}
 		if c >= 0x80 {
 			ascii = false
+			continue
 		}
+		if c != '\t' && c != '\v' && c != '\f' && c != '\r' {
+			return false
+		}
+		line[i] = ' '
 	}
 	return ascii || utf8.Valid(line)
 }
@@ -154,9 +300,11 @@ func parseType(b []byte) Type {
 	return 0
 }
 
-// parseSections reads the optional sections after the type.
-func (p *Parser) parseSections(b []byte, s *Sample) Reason {
-	var seenRate, seenTags, seenTime, seenContainer bool
+// parseSections reads the optional sections after the type (and the rate,
+// if it came first). seenRate forbids a rate among them: the line has one
+// already, or is of the multi-value form, whose fields carry their own.
+func (p *Parser) parseSections(b []byte, seenRate bool, s *Sample) Reason {
+	var seenTags, seenTime, seenContainer bool
 	for {
 		end := bytes.IndexByte(b, '|')
 		if end < 0 {
@@ -171,11 +319,9 @@ func (p *Parser) parseSections(b []byte, s *Sample) Reason {
 				return ReasonBadSection
 			}
 			seenRate = true
-			r, ok := parseNumber(sec[1:])
-			if !ok || !(r >= MinSampleRate && r <= 1) { // NaN fails too
-				return ReasonBadRate
+			if r := s.parseRate(sec); r != ReasonNone {
+				return r
 			}
-			s.Rate = r
 		case sec[0] == '#':
 			if seenTags {
 				return ReasonBadSection
@@ -226,40 +372,16 @@ func isExtension(sec []byte) bool {
 	return false
 }
 
-// parseHead splits "<name>:<value>[:<value>...]". Prosody's names contain ':'
-// (seen: "prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed:1|c"),
-// so the value follows the last ':'. Types that take several values peel
-// ':'-separated numbers from the right while they parse; the rest is the name.
-func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
-	colon := bytes.LastIndexByte(head, ':')
-	if colon < 0 {
-		return ReasonMissingValue
+// parseHead reads the first field's value, which follows the last ':'
+// before the first '|'; s.Name holds what precedes it. Prosody's names
+// contain ':' (seen:
+// "prosody.prosody_mod_s2s.closed.:unknown.incoming.not-well-formed:1|c"),
+// hence the last. Types that take several values peel ':'-separated numbers
+// from the right of the name while they parse; the rest is the name.
+func (p *Parser) parseHead(value []byte, s *Sample) Reason {
+	if r := p.parseValue(value, s); r != ReasonNone || !s.Type.observes() {
+		return r
 	}
-	value := head[colon+1:]
-	s.Name = head[:colon]
-	switch s.Type {
-	case Set:
-		if len(value) == 0 {
-			return ReasonBadValue
-		}
-		s.Member = value
-		return ReasonNone
-	case Counter, Gauge:
-		v, ok := parseNumber(value)
-		if !ok || (s.Type == Counter && !finite(v/s.Rate)) {
-			return ReasonBadValue
-		}
-		s.Values = append(s.Values, v)
-		s.Relative = s.Type == Gauge && p.Dialect.RelativeGauges && !literal &&
-			(value[0] == '+' || value[0] == '-')
-		return ReasonNone
-	}
-	// ms, h, d: one or more values, each weighing 1/rate.
-	v, ok := parseNumber(value)
-	if !ok || !finite(v/s.Rate) {
-		return ReasonBadValue
-	}
-	s.Values = append(s.Values, v)
 	for {
 		prev := bytes.LastIndexByte(s.Name, ':')
 		if prev < 0 {
@@ -269,7 +391,7 @@ func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
 		if !ok || !finite(v) {
 			break
 		}
-		if !finite(v / s.Rate) {
+		if !finite(v/s.Rate) || (s.Type == Timer && v < 0) {
 			return ReasonBadValue
 		}
 		s.Values = append(s.Values, v)
@@ -278,6 +400,30 @@ func (p *Parser) parseHead(head []byte, literal bool, s *Sample) Reason {
 	for i, j := 0, len(s.Values)-1; i < j; i, j = i+1, j-1 {
 		s.Values[i], s.Values[j] = s.Values[j], s.Values[i]
 	}
+	return ReasonNone
+}
+
+// parseValue reads one field's value, once its type and rate are known. A
+// negative timer value is bad, as Etsy statsd drops it: a duration cannot
+// be negative.
+func (p *Parser) parseValue(value []byte, s *Sample) Reason {
+	if s.Type == Set {
+		if len(value) == 0 {
+			return ReasonBadValue
+		}
+		s.Member = value
+		return ReasonNone
+	}
+	v, ok := parseNumber(value)
+	switch {
+	case !ok:
+		return ReasonBadValue
+	case s.Type == Gauge:
+		s.Relative = p.Dialect.RelativeGauges && !s.literal && (value[0] == '+' || value[0] == '-')
+	case !finite(v / s.Rate), s.Type == Timer && v < 0:
+		return ReasonBadValue
+	}
+	s.Values = append(s.Values, v)
 	return ReasonNone
 }
 

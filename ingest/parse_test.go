@@ -55,11 +55,19 @@ func TestParseGood(t *testing.T) {
 		{"t:320|ms", parsed{Name: "t", Type: Timer, Values: []float64{320}, Rate: 1}},
 		{"t:1:2:3|ms|@0.25", parsed{Name: "t", Type: Timer, Values: []float64{1, 2, 3}, Rate: 0.25}},
 		{"size:1e3|h", parsed{Name: "size", Type: Histogram, Values: []float64{1000}, Rate: 1}},
+		{"t:-0|ms", parsed{Name: "t", Type: Timer, Values: []float64{0}, Rate: 1}},
+		{"delta:-2.5|h", parsed{Name: "delta", Type: Histogram, Values: []float64{-2.5}, Rate: 1}},
+		{"delta:-2.5:-1|d", parsed{Name: "delta", Type: Distribution, Values: []float64{-2.5, -1}, Rate: 1}},
 		{"d:0.5:0.25|d", parsed{Name: "d", Type: Distribution, Values: []float64{0.5, 0.25}, Rate: 1}},
 		{"users:alice|s", parsed{Name: "users", Type: Set, Member: "alice", Rate: 1}},
 		{"users:a:b|s", parsed{Name: "users:a", Type: Set, Member: "b", Rate: 1}},
 		{"g:inf|g", parsed{Name: "g", Type: Gauge, Values: []float64{math.Inf(1)}, Rate: 1}},
 		{"g:0x1p-2|g", parsed{Name: "g", Type: Gauge, Values: []float64{0.25}, Rate: 1}},
+		// Tabs and the other whitespace controls are read as spaces, as
+		// Etsy statsd reads them (JavaScript's \s): the name keeps them.
+		{"a\tb:1|c", parsed{Name: "a b", Type: Counter, Values: []float64{1}, Rate: 1}},
+		{"a\vb\fc\rd:1|c|#k:x\ty", parsed{Name: "a b c d", Type: Counter, Values: []float64{1}, Rate: 1,
+			Tags: map[string]string{"k": "x y"}}},
 		// DogStatsD tags, bare tags, timestamps, containers, extensions.
 		{"req:1|c|#env:prod,canary,url:http://x", parsed{Name: "req", Type: Counter, Values: []float64{1}, Rate: 1,
 			Tags: map[string]string{"env": "prod", "canary": "true", "url": "http://x"}}},
@@ -127,6 +135,10 @@ func TestParseBad(t *testing.T) {
 		{"hits:inf|c", ReasonBadValue},
 		{"t:nan|ms", ReasonBadValue},
 		{"users:|s", ReasonBadValue},
+		// A duration cannot be negative: Etsy statsd drops the line.
+		{"t:-1|ms", ReasonBadValue},
+		{"t:1:-2|ms", ReasonBadValue},
+		{"t:-1:2|ms", ReasonBadValue},
 		{"hits:1|c|", ReasonBadSection},
 		{"hits:1|c||@0.5", ReasonBadSection},
 		{"hits:1|c|@0.5|@0.5", ReasonBadSection},
@@ -283,5 +295,121 @@ func TestProsodyCapture(t *testing.T) {
 			t.Errorf("datagram %d %q: got name %q type %v values %v tags %d relative %v",
 				d.Seq, d.Text, s.Name, s.Type, s.Values, len(s.Tags), s.Relative)
 		}
+	}
+}
+
+// field is what one field of a line became: a sample, or why it was
+// rejected.
+type field struct {
+	want   parsed
+	reason Reason
+}
+
+// parseLine parses every field of a line as a Reader does: Parse for the
+// first, Next for each further one of Etsy's multi-value form.
+func parseLine(p *Parser, line string) []field {
+	var s Sample
+	var out []field
+	r := p.Parse([]byte(line), &s)
+	for {
+		f := field{reason: r}
+		if r == ReasonNone {
+			f.want = flatten(&s)
+		}
+		out = append(out, f)
+		if !s.More() {
+			return out
+		}
+		r = p.Next(&s, &s)
+	}
+}
+
+// TestParseMultiValue: Etsy statsd and Telegraf read "t:1|ms:2|ms" as one
+// key with several "value|type[|@rate]" fields, each with its own type and
+// rate; the tags and the other sections after the last field apply to all.
+// A bad field is rejected alone, as Etsy counts it alone.
+func TestParseMultiValue(t *testing.T) {
+	ok := func(p parsed) field { return field{want: p} }
+	bad := func(r Reason) field { return field{reason: r} }
+	tests := []struct {
+		line string
+		want []field
+	}{
+		{"t:1|ms:2|ms", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1})}},
+		{"a:1|c:2|g:x|s:3|h:4|d", []field{
+			ok(parsed{Name: "a", Type: Counter, Values: []float64{1}, Rate: 1}),
+			ok(parsed{Name: "a", Type: Gauge, Values: []float64{2}, Rate: 1}),
+			ok(parsed{Name: "a", Type: Set, Member: "x", Rate: 1}),
+			ok(parsed{Name: "a", Type: Histogram, Values: []float64{3}, Rate: 1}),
+			ok(parsed{Name: "a", Type: Distribution, Values: []float64{4}, Rate: 1})}},
+		{"t:1|ms|@0.5:2|ms:3|c|@0.1", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 0.5}),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1}),
+			ok(parsed{Name: "t", Type: Counter, Values: []float64{3}, Rate: 0.1})}},
+		{"g:+1|g:-2|g:5|g", []field{
+			ok(parsed{Name: "g", Type: Gauge, Values: []float64{1}, Relative: true, Rate: 1}),
+			ok(parsed{Name: "g", Type: Gauge, Values: []float64{-2}, Relative: true, Rate: 1}),
+			ok(parsed{Name: "g", Type: Gauge, Values: []float64{5}, Rate: 1})}},
+		{"t:1:2|ms:3|ms", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1, 2}, Rate: 1}),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{3}, Rate: 1})}},
+		{"t:1|ms:2|ms|#env:prod|T1795353780", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1, Tags: map[string]string{"env": "prod"}, Timestamp: 1795353780}),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1, Tags: map[string]string{"env": "prod"}, Timestamp: 1795353780})}},
+		{"t,env=dev:1|ms|@0.5:2|ms|c:abc", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 0.5, Tags: map[string]string{"env": "dev"}, Container: "abc"}),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1, Tags: map[string]string{"env": "dev"}, Container: "abc"})}},
+		{"prosody.a b:1|c:2|c", []field{
+			ok(parsed{Name: "prosody.a b", Type: Counter, Values: []float64{1}, Rate: 1}),
+			ok(parsed{Name: "prosody.a b", Type: Counter, Values: []float64{2}, Rate: 1})}},
+		// A bad field is rejected alone.
+		{"t:1|ms:x|ms:3|ms", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
+			bad(ReasonBadValue),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{3}, Rate: 1})}},
+		{"t:1|x:2|ms", []field{
+			bad(ReasonBadType),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1})}},
+		{"t:x|ms|@2:2|ms", []field{
+			bad(ReasonBadRate),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1})}},
+		{"t:x|ms:2|ms", []field{
+			bad(ReasonBadValue),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1})}},
+		{"t:1|ms:2:3|ms", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
+			bad(ReasonMissingType),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{3}, Rate: 1})}},
+		{"t:1|ms:2|zz:|s:", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
+			bad(ReasonBadType), bad(ReasonBadValue), bad(ReasonMissingType)}},
+		{"t:1|ms:2|ms|@0", []field{
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{1}, Rate: 1}),
+			bad(ReasonBadRate)}},
+		{"t:-1|ms:2|ms:-3|ms", []field{
+			bad(ReasonBadValue),
+			ok(parsed{Name: "t", Type: Timer, Values: []float64{2}, Rate: 1}),
+			bad(ReasonBadValue)}},
+		// What is wrong with the line itself rejects it whole.
+		{"t:1|ms:2|ms|#env:a|@0.5", []field{bad(ReasonBadSection)}},
+		{"t:1|ms:2|ms|", []field{bad(ReasonBadSection)}},
+		{"t,a=b:1|ms:2|ms|#c:d", []field{bad(ReasonMixedTags)}},
+		{":1|ms:2|ms", []field{bad(ReasonEmptyName)}},
+		{"t|ms:2|ms", []field{bad(ReasonMissingValue)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			got := parseLine(&etsy, tt.line)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d fields %+v, want %d", len(got), got, len(tt.want))
+			}
+			for i := range got {
+				if got[i].reason != tt.want[i].reason || !equalParsed(got[i].want, tt.want[i].want) {
+					t.Errorf("field %d: got %v %+v\nwant %v %+v", i, got[i].reason, got[i].want, tt.want[i].reason, tt.want[i].want)
+				}
+			}
+		})
 	}
 }

@@ -13,7 +13,11 @@ import (
 // Stats counts what the listeners received. Readers keep their own counts
 // and add them here once per batch.
 type Stats struct {
-	Datagrams   atomic.Uint64 // UDP and unixgram datagrams, TCP reads
+	Datagrams atomic.Uint64 // UDP and unixgram datagrams, TCP reads
+	// UDPReads counts the read system calls on UDP sockets, those that
+	// found nothing included: with Datagrams, it shows how well reads
+	// are batched.
+	UDPReads    atomic.Uint64
 	Bytes       atomic.Uint64
 	Lines       atomic.Uint64 // lines parsed, good or bad
 	BadLines    [numReasons]atomic.Uint64
@@ -98,7 +102,15 @@ type Reader struct {
 	sourceLabel []byte
 	sources     map[netip.Addr][]byte // formatted sender addresses
 
+	// seen, when set, is told at each publish what the reader saw since the
+	// last: a line under the literal prefix, and the senders.
+	seen      *LastSeen
+	sawPrefix bool
+	senders   []netip.Addr
+	badLines  BadLineWatcher
+
 	datagrams, bytes, lines uint64
+	udpReads                uint64
 	bad                     [numReasons]uint64
 }
 
@@ -114,6 +126,10 @@ type ReaderConfig struct {
 	SourceLabel string
 	// Events throttles the reader's per-event log lines; nil discards them.
 	Events *throttle.Log
+	// Seen, when set, is told when a source last sent something.
+	Seen *LastSeen
+	// BadLines, when set, is shown every bad line.
+	BadLines BadLineWatcher
 }
 
 // NewReader returns a Reader for one goroutine.
@@ -126,7 +142,7 @@ func NewReader(cfg ReaderConfig) *Reader {
 
 func newReader(cfg ReaderConfig, badLog *badLineLog) *Reader {
 	r := &Reader{parser: cfg.Parser, handler: cfg.Handler, stats: cfg.Stats, badLog: badLog, maxLine: cfg.MaxLine,
-		batch: make([]Sample, batchSize)}
+		batch: make([]Sample, batchSize), seen: cfg.Seen, badLines: cfg.BadLines}
 	if cfg.SourceLabel != "" {
 		r.sourceLabel = []byte(cfg.SourceLabel)
 		r.sources = map[netip.Addr][]byte{}
@@ -142,6 +158,9 @@ func (r *Reader) Datagram(b []byte, from netip.Addr) {
 	var source []byte // every line of a datagram has one sender
 	if r.sourceLabel != nil && from.IsValid() {
 		source = r.source(from)
+		if r.seen != nil && (len(r.senders) == 0 || r.senders[len(r.senders)-1] != from) {
+			r.senders = append(r.senders, from.Unmap())
+		}
 	}
 	for len(b) > 0 {
 		end := bytes.IndexByte(b, '\n')
@@ -168,12 +187,34 @@ func (r *Reader) line(line, source []byte) {
 	}
 	r.lines++
 	s := &r.batch[r.n]
-	if reason := r.parser.Parse(line, s); reason != ReasonNone {
+	reason := r.parser.Parse(line, s)
+	for {
+		r.take(s, reason, line, source)
+		if !s.More() {
+			return
+		}
+		// Each further field of a multi-value line is a sample and counts
+		// as a line: "t:1|ms:2|ms" stands for two. s stays intact when a
+		// full batch was handed over, and is reused when it was rejected.
+		r.lines++
+		next := &r.batch[r.n]
+		reason = r.parser.Next(s, next)
+		s = next
+	}
+}
+
+// take adds a parsed sample to the batch, or counts why it was rejected.
+func (r *Reader) take(s *Sample, reason Reason, line, source []byte) {
+	if reason != ReasonNone {
 		r.reject(reason, line)
 		return
 	}
 	if source != nil {
 		s.Tags = append(s.Tags, Tag{Key: r.sourceLabel, Value: source})
+	}
+	if r.seen != nil && !r.sawPrefix && len(r.parser.Dialect.LiteralPrefix) > 0 &&
+		bytes.HasPrefix(s.Name, r.parser.Dialect.LiteralPrefix) {
+		r.sawPrefix = true
 	}
 	r.n++
 	if r.n == len(r.batch) {
@@ -191,6 +232,9 @@ func (r *Reader) tooLong(line []byte) {
 func (r *Reader) reject(reason Reason, line []byte) {
 	r.bad[reason]++
 	r.badLog.log(reason, line)
+	if r.badLines != nil {
+		r.badLines.BadLine(reason, line)
+	}
 }
 
 func (r *Reader) source(a netip.Addr) []byte {
@@ -216,10 +260,18 @@ func (r *Reader) Flush() {
 }
 
 func (r *Reader) publish() {
+	if r.sawPrefix || len(r.senders) > 0 {
+		r.seen.note(time.Now(), r.sawPrefix, r.senders)
+		r.sawPrefix, r.senders = false, r.senders[:0]
+	}
 	if r.datagrams > 0 {
 		r.stats.Datagrams.Add(r.datagrams)
 		r.stats.Bytes.Add(r.bytes)
 		r.datagrams, r.bytes = 0, 0
+	}
+	if r.udpReads > 0 {
+		r.stats.UDPReads.Add(r.udpReads)
+		r.udpReads = 0
 	}
 	if r.lines > 0 {
 		r.stats.Lines.Add(r.lines)

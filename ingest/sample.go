@@ -19,6 +19,10 @@ const (
 
 var typeNames = [...]string{"", "c", "g", "ms", "h", "d", "s"}
 
+// observes reports whether the type takes observations (several values
+// per line).
+func (t Type) observes() bool { return t == Timer || t == Histogram || t == Distribution }
+
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
 		return typeNames[t]
@@ -31,9 +35,10 @@ type Tag struct {
 	Key, Value []byte
 }
 
-// Sample is one parsed StatsD line. Its byte slices point into the buffer the
-// line was read into, and its slices are reused: a Sample is valid until that
-// buffer is reused or the next line is parsed into it.
+// Sample is one parsed StatsD line, or one field of a line of Etsy's
+// multi-value form. Its byte slices point into the buffer the line was read
+// into, and its slices are reused: a Sample is valid until that buffer is
+// reused or the next line is parsed into it.
 type Sample struct {
 	Name []byte // without any tags written into the name
 	Type Type
@@ -55,6 +60,13 @@ type Sample struct {
 	Timestamp int64
 	// Container is a DogStatsD "|c:<id>", or empty.
 	Container []byte
+
+	// The rest of a multi-value line, for Parser.Next: its further fields
+	// from the ':' on, how many of Tags the line carries (a reader may add
+	// its own after them), and whether its name is taken literally.
+	more     []byte
+	lineTags int
+	literal  bool
 }
 
 // Weight is how many observations one value of a timer, histogram or

@@ -92,16 +92,36 @@ func remoteAddr(c net.Conn) netip.Addr {
 // A stop does not close the listener at once: connections the kernel has
 // already accepted wait in its queue with their data, so they are taken
 // and drained until the queue is empty, then the listener closes.
-func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader func() *Reader) {
-	stop := context.AfterFunc(ctx, func() { l.SetDeadline(time.Now().Add(acceptDrainTime)) })
+//
+// Its connections end with ctx. When the Server stops reading (a reload's
+// Retire), a listener a newer Server took over stops accepting at once and
+// stays open, and its connections go on; another one's connections are
+// drained and closed with it.
+func (s *Server) serveTCP(ctx context.Context, l *tcpListener, makeReader func() *Reader) {
+	l.SetDeadline(time.Time{}) // a Server before may have stopped accepting so
+	connCtx, endConns := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.reading, func() {
+		if l.taken.Load() {
+			l.SetDeadline(time.Now())
+			return
+		}
+		endConns()
+		l.SetDeadline(time.Now().Add(acceptDrainTime))
+	})
 	defer stop()
-	defer l.Close()
-	var conns sync.WaitGroup
-	defer conns.Wait()
+	defer func() {
+		if !l.taken.Load() {
+			l.Close()
+		}
+	}()
 	for {
 		conn, err := l.AcceptTCP()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if s.reading.Err() != nil || errors.Is(err, net.ErrClosed) {
+				// Connections accepted while draining end at once.
+				if !l.taken.Load() {
+					endConns()
+				}
 				return
 			}
 			s.readFailed.Log("tcp", l.Addr().String(), "err", err, "accepting", true)
@@ -116,9 +136,9 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, makeReader fu
 			conn.Close()
 			continue
 		}
-		conns.Go(func() {
+		s.conns.Go(func() {
 			defer s.tcpSlots.release(src)
-			s.serveConn(ctx, conn, from, makeReader())
+			s.serveConn(connCtx, conn, from, makeReader())
 		})
 	}
 }

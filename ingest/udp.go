@@ -2,15 +2,16 @@ package ingest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
+	"runtime"
 	"syscall"
 	"time"
+	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/statsbridge/statsbridge/throttle"
@@ -18,9 +19,17 @@ import (
 
 // udpSocket is one of the SO_REUSEPORT sockets of a UDP address; the kernel
 // spreads datagrams over them, and each has its own reader goroutine.
+//
+// The socket is out of Go's netpoller (see detach): its reader sleeps in
+// ppoll on a locked OS thread. Its descriptor belongs to the socket, not to
+// a reader, so that a reload's new Server takes it over (ListenFrom) with
+// whatever the kernel holds for it.
 type udpSocket struct {
-	conn  *net.UDPConn
-	inode uint64 // for the kernel's counters in /proc/net/udp
+	fd         int
+	configured string   // the address as configured, which a reload matches
+	bound      net.Addr // the address it is bound to
+	inode      uint64   // for the kernel's counters in /proc/net/udp
+	handover
 }
 
 // udpBatch is how many datagrams one recvmmsg call may return, and
@@ -60,7 +69,6 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 		return nil, err
 	}
 	first := pc.(*net.UDPConn)
-	socks = append(socks, newUDPSocket(first))
 	// With port 0, the first socket picked the port; the others join it.
 	addr = first.LocalAddr().String()
 	if n > 1 {
@@ -69,36 +77,63 @@ func listenUDP(addr string, n, readBuffer int, logger *slog.Logger) ([]*udpSocke
 			err = setReusePort(rc)
 		}
 		if err != nil {
-			return fail(err)
+			first.Close()
+			return nil, err
 		}
 	}
+	u, err := newUDPSocket(first)
+	if err != nil {
+		return nil, err
+	}
+	socks = append(socks, u)
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error { return setReusePort(rc) }}
 	for len(socks) < n {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return fail(err)
 		}
-		socks = append(socks, newUDPSocket(pc.(*net.UDPConn)))
+		u, err := newUDPSocket(pc.(*net.UDPConn))
+		if err != nil {
+			return fail(err)
+		}
+		socks = append(socks, u)
 	}
 	if foreign := foreignUDPSockets(socks); len(foreign) > 0 {
 		return fail(fmt.Errorf("%w: sockets %v share the port", errAddrInUse, foreign))
 	}
 	effective := 0
 	for _, s := range socks {
-		effective = setReadBuffer(s.conn, readBuffer, logger)
+		effective = setReadBuffer(s.fd, readBuffer, logger)
 	}
 	logger.Info("statsd udp socket", "addr", addr, "sockets", n,
 		"read_buffer_asked", readBuffer, "read_buffer", effective)
 	return socks, nil
 }
 
-func newUDPSocket(c *net.UDPConn) *udpSocket {
-	return &udpSocket{conn: c, inode: socketInode(c)}
+// newUDPSocket takes a bound socket out of Go's netpoller: it keeps a
+// duplicate of its descriptor and closes the net.UDPConn, which removes the
+// original from the netpoller's epoll set. The descriptor stays
+// non-blocking: the reader waits in ppoll only. When that fails, the
+// socket is closed.
+func newUDPSocket(c *net.UDPConn) (*udpSocket, error) {
+	defer c.Close()
+	u := &udpSocket{fd: -1, bound: c.LocalAddr(), inode: socketInode(c)}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	if cerr := rc.Control(func(orig uintptr) { u.fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 func closeUDPSockets(socks []*udpSocket) {
 	for _, s := range socks {
-		s.conn.Close()
+		unix.Close(s.fd)
 	}
 }
 
@@ -117,24 +152,17 @@ func setReusePort(rc syscall.RawConn) error {
 // net.core.rmem_max, as root) when the kernel gave less. It returns what the
 // kernel granted: Linux reports twice the usable size, as it counts its own
 // bookkeeping.
-func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
+func setReadBuffer(fd, size int, logger *slog.Logger) int {
 	if size <= 0 {
 		return 0
 	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	got := 0
-	_ = rc.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
-		got, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
-		if got/2 < size {
-			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err == nil {
-				got, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
-			}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+	got, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if got/2 < size {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err == nil {
+			got, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
 		}
-	})
+	}
 	if got/2 < size {
 		logger.Warn("the kernel granted a smaller socket read buffer than asked; raise net.core.rmem_max or run as root",
 			"asked", size, "granted", got/2)
@@ -142,57 +170,148 @@ func setReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
 	return got / 2
 }
 
-// serve reads batches of datagrams with recvmmsg until ctx is done, then
-// drains what the socket already holds.
-func (u *udpSocket) serve(ctx context.Context, r *Reader, failed *throttle.Event) {
-	pc := ipv4.NewPacketConn(u.conn)
-	msgs := make([]ipv4.Message, udpBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+// setConnReadBuffer is setReadBuffer for a socket still in Go's hands (a
+// unixgram socket).
+func setConnReadBuffer(c syscall.Conn, size int, logger *slog.Logger) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
 	}
-	stop := context.AfterFunc(ctx, func() { u.conn.SetReadDeadline(time.Now()) })
-	defer stop()
-	defer u.conn.Close()
-	for {
-		n, err := pc.ReadBatch(msgs, 0)
-		u.handle(r, msgs[:max(n, 0)])
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if !isTimeout(err) {
-				failed.Log("udp", u.conn.LocalAddr().String(), "err", err)
+	got := 0
+	_ = rc.Control(func(fd uintptr) { got = setReadBuffer(int(fd), size, logger) })
+	return got
+}
+
+// serve reads batches of datagrams with recvmmsg until ctx is done, then
+// drains what the socket already holds and closes it, unless a newer Server
+// took the socket over: then it leaves it as it is. After a read that
+// empties the socket it waits up to cork (see readCork) before the next,
+// so that at any steady rate each wake-up reads a batch.
+//
+// It reads on a locked OS thread of its own, outside Go's netpoller:
+// there every datagram that arrives while the reader waits out the cork
+// would wake a thread blocked in epoll_wait all the same, and cost what
+// the cork saves. The thread sleeps in ppoll: on the socket and a stop
+// eventfd while it waits for a datagram, on the eventfd alone while it
+// waits out the cork.
+func (u *udpSocket) serve(ctx context.Context, r *Reader, cork time.Duration, failed *throttle.Event) {
+	fd := u.fd
+	stopFd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		failed.Log("udp", u.bound.String(), "err", err)
+		return
+	}
+	defer unix.Close(stopFd)
+	// The eventfd is closed only once nothing can write to it any more: a
+	// late write to its number, reused, would go to another file.
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(stopFd, one[:])
+		close(stopped)
+	})
+	defer func() {
+		if !stop() {
+			<-stopped
+		}
+	}()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m := newMmsgReader(udpBatch, r.sourceLabel != nil)
+	corker := readCork{max: cork}
+	w := newUDPWaiter(fd, stopFd)
+	for ctx.Err() == nil {
+		m.read(uintptr(fd))
+		u.handle(r, m)
+		switch {
+		case m.errno == unix.EAGAIN:
+			if err := w.wait(); err != nil {
+				failed.Log("udp", u.bound.String(), "err", err)
 				time.Sleep(100 * time.Millisecond) // a persistent error must not spin
 			}
 			continue
+		case m.errno != 0:
+			failed.Log("udp", u.bound.String(), "err", m.errno)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		case cork <= 0 || m.n == len(m.hdrs):
+			continue // a full batch: more is queued
+		}
+		wait := corker.next(time.Now(), m.queued, m.rcvbuf)
+		m.queued, m.rcvbuf = 0, 0
+		if wait > 0 {
+			w.sleep(wait)
+			m.measure = true
 		}
 	}
+	if u.taken.Load() {
+		return // the newer Server reads on
+	}
+	defer unix.Close(fd)
 	// Read what arrived before the stop without waiting for more.
-	u.conn.SetReadDeadline(time.Time{})
-	deadline := time.Now().Add(drainTime)
-	for time.Now().Before(deadline) {
-		n, err := pc.ReadBatch(msgs, unix.MSG_DONTWAIT)
-		u.handle(r, msgs[:max(n, 0)])
-		if err != nil || n <= 0 {
-			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				failed.Log("udp", u.conn.LocalAddr().String(), "err", err, "draining", true)
+	for deadline := time.Now().Add(drainTime); time.Now().Before(deadline); {
+		m.n, m.errno = m.recv(uintptr(fd), unix.MSG_DONTWAIT)
+		u.handle(r, m)
+		if m.errno != 0 || m.n == 0 {
+			if m.errno != 0 && m.errno != unix.EAGAIN {
+				failed.Log("udp", u.bound.String(), "err", m.errno, "draining", true)
 			}
 			return
 		}
 	}
 }
 
-func (u *udpSocket) handle(r *Reader, msgs []ipv4.Message) {
-	if len(msgs) == 0 {
+// udpWaiter is how a UDP reader thread sleeps: until its socket has a
+// datagram, for a while, or until it is stopped.
+type udpWaiter struct {
+	fds [2]unix.PollFd // the stop eventfd, then the socket
+}
+
+func newUDPWaiter(fd, stopFd int) *udpWaiter {
+	return &udpWaiter{fds: [2]unix.PollFd{{Fd: int32(stopFd), Events: unix.POLLIN}, {Fd: int32(fd), Events: unix.POLLIN}}}
+}
+
+// wait sleeps until the socket is readable or the reader is stopped.
+func (w *udpWaiter) wait() error {
+	_, err := unix.Ppoll(w.fds[:], nil, nil)
+	if err == unix.EINTR {
+		return nil
+	}
+	return err
+}
+
+// rawSleepMax bounds the sleeps a reader makes without telling Go's
+// scheduler.
+const rawSleepMax = 2 * time.Millisecond
+
+// sleep sleeps for d, or until the reader is stopped; datagrams that
+// arrive meanwhile wake nobody.
+//
+// A sleep of the cork's length is a raw system call: one the scheduler
+// hears of has sysmon take the thread's P and hand it back, which cost
+// about twice the CPU of the sleep itself (BENCHMARKS.md). The thread keeps
+// its P meanwhile: a stop of the world waits for the sleep to end, and the
+// P's other goroutines run elsewhere or when sysmon preempts the reader, so
+// only sleeps up to rawSleepMax are made that way.
+func (w *udpWaiter) sleep(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	if d > rawSleepMax {
+		unix.Ppoll(w.fds[:1], &ts, nil)
 		return
 	}
-	for i := range msgs {
-		m := &msgs[i]
-		var from netip.Addr
-		if a, ok := m.Addr.(*net.UDPAddr); ok {
-			from, _ = netip.AddrFromSlice(a.IP)
-		}
-		r.Datagram(m.Buffers[0][:m.N], from)
+	unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&w.fds[0])), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+}
+
+// handle hands the datagrams of the last read to the reader, and publishes
+// the reader's counts.
+func (u *udpSocket) handle(r *Reader, m *mmsgReader) {
+	for i := range m.n {
+		b, from := m.datagram(i)
+		r.Datagram(b, from)
 	}
+	r.udpReads += m.calls
+	m.calls = 0
 	r.Flush()
 }

@@ -51,27 +51,36 @@ func listenUnixgram(path string, mode os.FileMode, gid, readBuffer int, logger *
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chown(path, -1, gid); err != nil {
-		c.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("unixgram_group: %w", err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
+	if err := setOwnership(path, mode, gid); err != nil {
 		c.Close()
 		os.Remove(path)
 		return nil, err
 	}
-	effective := setReadBuffer(c, readBuffer, logger)
+	effective := setConnReadBuffer(c, readBuffer, logger)
 	logger.Info("statsd unixgram socket", "path", path, "mode", fmt.Sprintf("%04o", mode), "gid", gid, "read_buffer", effective)
 	return c, nil
 }
 
+// setOwnership gives a socket file its group and mode.
+func setOwnership(path string, mode os.FileMode, gid int) error {
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("unixgram_group: %w", err)
+	}
+	return os.Chmod(path, mode)
+}
+
 // serveUnixgram reads datagrams until ctx is done, then drains the socket
-// and removes its file.
-func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, failed *throttle.Event) {
-	path := c.LocalAddr().String()
-	defer os.Remove(path)
-	defer c.Close()
+// and removes its file, unless a newer Server took the socket over: then it
+// leaves it as it is.
+func serveUnixgram(ctx context.Context, sock *unixSocket, r *Reader, failed *throttle.Event) {
+	c, path := sock.UnixConn, sock.path
+	c.SetReadDeadline(time.Time{}) // a Server before may have stopped its reader so
+	defer func() {
+		if !sock.taken.Load() {
+			os.Remove(path)
+			c.Close()
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
 	buf := make([]byte, maxDatagram)
@@ -104,7 +113,7 @@ func serveUnixgram(ctx context.Context, c *net.UnixConn, r *Reader, failed *thro
 			}
 			continue
 		}
-		if draining {
+		if draining || sock.taken.Load() {
 			return
 		}
 		// Stopped: read what is queued, waiting for nothing new.

@@ -1,6 +1,8 @@
 package model
 
 import (
+	"cmp"
+	"iter"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -8,7 +10,9 @@ import (
 
 // expiryList holds the series of one TTL in the order they last changed,
 // as the interval ends found them: those that may have expired are at its
-// head. Its nodes are the ending lock's.
+// head. Its nodes are the ending lock's. The series that have no TTL of
+// their mapping's are in Model.byDefault, whose TTL is series_ttl as the
+// last interval's end found it: a reload may change it.
 type expiryList struct {
 	ttl        int64
 	head, tail *expiryNode
@@ -76,10 +80,15 @@ func (l *expiryList) unlink(n *expiryNode) {
 // their TTL ago. A counter that comes back starts again with a new created
 // time, so Prometheus sees a proper reset.
 func (m *Model) expire(now int64) {
+	defaultTTL := m.settings.Load().opts.SeriesTTL
 	m.mu.Lock()
+	m.byDefault.ttl = int64(defaultTTL)
+	if defaultTTL > 0 && m.untimed > 0 {
+		m.timeUntimed()
+	}
 	before := int(m.nseries.Load())
 	var gone []*Series
-	for _, l := range m.expiries {
+	for l := range m.expiryLists() {
 		cutoff := now - l.ttl
 		for n := l.head; n != nil && n.since < cutoff; {
 			next := n.newer
@@ -116,6 +125,70 @@ func (m *Model) expire(now int64) {
 	}
 	for _, s := range gone {
 		m.forget(s)
+	}
+}
+
+// expiryLists yields the lists whose series may expire. m.mu is held.
+func (m *Model) expiryLists() iter.Seq[*expiryList] {
+	return func(yield func(*expiryList) bool) {
+		if m.byDefault.ttl > 0 && !yield(&m.byDefault) {
+			return
+		}
+		for _, l := range m.expiries {
+			if !yield(l) {
+				return
+			}
+		}
+	}
+}
+
+// timeUntimed gives the series registered while series_ttl was 0 their
+// place in byDefault, now that a reload set it: once, by their last
+// sample, so that they expire as if series_ttl had always been set. m.mu
+// and the ending lock are held.
+func (m *Model) timeUntimed() {
+	var nodes []*expiryNode
+	add := func(fe *familyEntry) {
+		if fe.removed {
+			return
+		}
+		for _, s := range fe.series {
+			if s.expiry != nil || s.Registered() {
+				continue
+			}
+			s.mu.Lock()
+			since := s.lastSeen
+			s.mu.Unlock()
+			s.expiry = &expiryNode{list: &m.byDefault, series: s, since: since}
+			nodes = append(nodes, s.expiry)
+		}
+	}
+	for fe := range m.order.view.all() {
+		add(fe)
+	}
+	for _, fe := range m.order.fresh {
+		add(fe)
+	}
+	m.untimed = 0
+	slices.SortFunc(nodes, func(a, b *expiryNode) int { return cmp.Compare(a.since, b.since) })
+	// Merged with the list's own, both oldest first.
+	l := &m.byDefault
+	n := l.head
+	l.head, l.tail = nil, nil
+	for n != nil || len(nodes) > 0 {
+		var next *expiryNode
+		if n != nil && (len(nodes) == 0 || n.since <= nodes[0].since) {
+			next, n = n, n.newer
+		} else {
+			next, nodes = nodes[0], nodes[1:]
+		}
+		next.older, next.newer, next.linked = l.tail, nil, true
+		if l.tail != nil {
+			l.tail.newer = next
+		} else {
+			l.head = next
+		}
+		l.tail = next
 	}
 }
 

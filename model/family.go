@@ -6,6 +6,7 @@ package model
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -101,6 +102,22 @@ func (ls Labels) Get(name string) string {
 		}
 	}
 	return ""
+}
+
+// String writes the labels as an exposition does: {a="1",b="2"}.
+func (ls Labels) String() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, l := range ls {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(l.Value))
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // Has reports whether the named label is set.

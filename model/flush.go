@@ -2,6 +2,7 @@ package model
 
 import (
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,13 +16,25 @@ import (
 type Flush struct {
 	cork.Interval
 	Points []Point
-	arena  snapshotter
+	// Own is where statsbridge's own series begin: Points[Own:] are
+	// self-metrics, Points[:Own] what clients sent.
+	Own   int
+	arena snapshotter
+}
+
+// WithoutOwn is the flush without statsbridge's own series: it shares f's
+// points.
+func (f *Flush) WithoutOwn() *Flush {
+	g := *f
+	g.Points = f.Points[:f.Own:f.Own]
+	return &g
 }
 
 // Collect ends the interval: it fills f with a point for every live series,
-// family by family in name order, and starts the next interval. Series idle
-// for longer than their TTL are removed afterwards. It is for push sinks,
-// which send every series at every flush; without one, EndInterval does.
+// family by family in name order (statsbridge's own after the others), and
+// starts the next interval. Series idle for longer than their TTL are
+// removed afterwards. It is for push sinks, which send every series at
+// every flush; without one, EndInterval does.
 func (m *Model) Collect(f *Flush) {
 	m.ending.Lock()
 	defer m.ending.Unlock()
@@ -34,14 +47,27 @@ func (m *Model) Collect(f *Flush) {
 	n := int(m.nseries.Load() + m.nself.Load())
 	f.Points = slices.Grow(f.Points[:0], n+n/16+64)
 	f.arena.reset()
-	f.arena.percentiles = m.opts.Percentiles
+	f.arena.percentiles = m.settings.Load().opts.Percentiles
 	f.arena.now = end
 	m.eachSeries(m.ordered(), func(batch []*Series) {
 		for _, s := range batch {
+			if s.Registered() {
+				continue // taken below, after the others
+			}
 			f.Points = append(f.Points, Point{})
 			f.arena.take(s, &f.Points[len(f.Points)-1], true)
 		}
 	})
+	f.Own = len(f.Points)
+	m.mu.RLock()
+	own := append(m.scratch[:0], m.own...)
+	m.mu.RUnlock()
+	for _, s := range own {
+		f.Points = append(f.Points, Point{})
+		f.arena.take(s, &f.Points[len(f.Points)-1], true)
+	}
+	clear(own)
+	m.scratch = own[:0]
 	for _, list := range changed {
 		for _, s := range list {
 			if !s.removed.Load() {
@@ -110,12 +136,28 @@ func (m *Model) Gather(fn func(f *Family, points []Point)) {
 }
 
 // listSeries appends the series of a family that is still registered,
-// under the registry's read lock.
+// under the registry's read lock; statsbridge's own come after the others,
+// in the order they were registered, as a flush gives them.
 func (m *Model) listSeries(dst []*Series, fe *familyEntry) []*Series {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if !fe.removed {
+	switch {
+	case fe.removed:
+	case fe.nown == 0:
 		dst = append(dst, fe.series...)
+	default:
+		for _, s := range fe.series {
+			if !s.Registered() {
+				dst = append(dst, s)
+			}
+		}
+		name := fe.name()
+		at := sort.Search(len(m.own), func(i int) bool { return m.own[i].family.name() >= name })
+		for ; at < len(m.own) && m.own[at].family.name() == name; at++ {
+			if m.own[at].family == fe {
+				dst = append(dst, m.own[at])
+			}
+		}
 	}
 	return dst
 }

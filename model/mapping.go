@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,9 @@ type Mapping struct {
 	// Key is the StatsD name of the series when it is not the line's name
 	// (a Prosody histogram part's name without its ".bucket.<le>" suffix).
 	Key string
+	// Rule says what decided: a mapping file's match, a Prosody catalog
+	// entry. The model fills in the default mapping's.
+	Rule string
 }
 
 // Mapper maps the StatsD names it knows. A Mapper is used by every reader
@@ -64,6 +68,17 @@ type Mapper interface {
 	// false for a name it does not know, to let the next mapper try.
 	Map(name string, typ ingest.Type, tags Labels) (Mapping, bool)
 }
+
+// DryMapper is a Mapper that counts what it maps (the Prosody dialect counts
+// unknown names): DryMap maps as Map does, without counting, for a dry run
+// of the mapping (check-config, statsbridge tap).
+type DryMapper interface {
+	Mapper
+	DryMap(name string, typ ingest.Type, tags Labels) (Mapping, bool)
+}
+
+// DefaultRule is the Rule of a name no mapper knew.
+const DefaultRule = "default mapping: the name is the family, tags are labels"
 
 // ObserverDefaults say what a StatsD timer, histogram or distribution
 // becomes when no mapping says more.
@@ -245,8 +260,9 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 	if !ok {
 		return Mapping{}, false
 	}
+	rule := "mapping file: match " + strconv.Quote(mm.Match)
 	if mm.Action == mapper.ActionTypeDrop || mm.Name == "" {
-		return Mapping{Drop: true}, true
+		return Mapping{Drop: true, Rule: rule}, true
 	}
 	obs := f.obs
 	if mm.ObserverType != "" {
@@ -269,6 +285,7 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 		m.Scale = mm.Scale.Val
 	}
 	m.TTL = mm.Ttl
+	m.Rule = rule
 	return m, true
 }
 

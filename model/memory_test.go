@@ -89,7 +89,7 @@ func TestMassExpiryGivesMemoryBack(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: time.Minute,
 		Now: func() time.Time { return now }})
-	m.Register(Family{Name: "statsbridge_kept", Type: Gauge}, nil, func() float64 { return 1 })
+	m.Register(Family{Name: "statsbridge_kept", Type: Gauge}, "statsbridge.kept", nil, func() float64 { return 1 })
 	w := m.NewWriter()
 	before := heapAfterGC()
 	batch := make([]ingest.Sample, batchSize)

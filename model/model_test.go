@@ -75,6 +75,19 @@ func TestCountersAreCumulativeWithDeltas(t *testing.T) {
 	}
 }
 
+// TestSampledCountersAddAsEtsyStatsdAdds: a sampled counter adds
+// value * (1/rate), as Etsy statsd does, which is not always value/rate to
+// the last bit (3/0.9 is 3.333333333333333, 3*(1/0.9) 3.3333333333333335):
+// Graphite users compare the two side by side.
+func TestSampledCountersAddAsEtsyStatsdAdds(t *testing.T) {
+	m := newTestModel()
+	feed(t, m, "a:3|c|@0.9", "b:7|c|@0.07")
+	got := collect(m)
+	if a, b := got["a"].Delta, got["b"].Delta; a != 3.3333333333333335 || b != 100 {
+		t.Errorf("deltas %v and %v, want 3.3333333333333335 and 100", a, b)
+	}
+}
+
 func TestGauges(t *testing.T) {
 	m := newTestModel()
 	feed(t, m, "temp:10|g", "temp:+5|g", "temp:-3|g")
@@ -199,7 +212,7 @@ func TestConcurrentUpdatesAreCountedExactlyOnce(t *testing.T) {
 func TestRegisteredSelfMetrics(t *testing.T) {
 	m := newTestModel()
 	n := 0.0
-	m.Register(Family{Name: "statsbridge_things", Type: Counter}, Labels{{Name: "kind", Value: "a"}}, func() float64 { return n })
+	m.Register(Family{Name: "statsbridge_things", Type: Counter}, "statsbridge.things.a", Labels{{Name: "kind", Value: "a"}}, func() float64 { return n })
 	n = 5
 	p := collect(m)["statsbridge_things\x1ekind\x1fa"]
 	if p.Value != 5 || p.Delta != 5 {

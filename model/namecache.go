@@ -59,9 +59,9 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 	return b
 }
 
-func (m *Model) cacheBinding(shard *cacheShard, key uint64, b binding) {
+func (m *Model) cacheBinding(shard *cacheShard, key uint64, b binding, limit int) {
 	shard.mu.Lock()
-	if len(shard.bound) >= m.boundLimit {
+	if len(shard.bound) >= limit {
 		for k := range shard.bound { // evict one at random
 			delete(shard.bound, k)
 			break
@@ -71,9 +71,9 @@ func (m *Model) cacheBinding(shard *cacheShard, key uint64, b binding) {
 	shard.mu.Unlock()
 }
 
-func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal) {
+func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal, limit int) {
 	shard.mu.Lock()
-	if len(shard.refused) >= m.refusedLimit {
+	if len(shard.refused) >= limit {
 		for k := range shard.refused { // evict one at random
 			delete(shard.refused, k)
 			break
@@ -96,10 +96,10 @@ type binding struct {
 	part       Part
 }
 
-// generation numbers the mapper sets: a binding or refusal made with
-// another set than the current one is a miss. It wraps after 65,536
-// reloads, which is harmless: every reload empties the cache, so a binding
-// outlives at most the one reload it raced with.
+// generation numbers the settings (see Model.Reconfigure): a binding or
+// refusal made with other settings than the current ones is a miss. It
+// wraps after 65,536 reloads, which is harmless: every reload empties the
+// cache, so a binding outlives at most the one reload it raced with.
 type generation uint16
 
 // refusal is what the name cache holds for a refused raw StatsD key, so that
@@ -112,6 +112,14 @@ type refusal struct {
 	generation generation
 	reason     DropReason
 	conflict   bool
+}
+
+// String names what refused: a DropReason's name, or "conflict".
+func (r refusal) String() string {
+	if r.conflict {
+		return "conflict"
+	}
+	return r.reason.String()
 }
 
 // forget drops the binding an expired series was registered under. Other

@@ -44,12 +44,15 @@ type familyEntry struct {
 	text    string
 	nameLen uint32
 	kind    Kind
-	// removed is guarded by the registry lock, as are series and index.
-	// (It sits here, where kind leaves room: an entry takes 64 bytes.)
+	// removed is guarded by the registry lock, as are nown, series and
+	// index. (They sit here, where kind leaves room: an entry takes 64
+	// bytes.)
 	removed bool
-	shape   *familyShape
-	series  []*Series
-	index   *familyIndex // nil while the family is small
+	// nown counts statsbridge's own series among series.
+	nown   uint16
+	shape  *familyShape
+	series []*Series
+	index  *familyIndex // nil while the family is small
 }
 
 // familyIndex finds a large family's series by the hash of its labels.
@@ -71,6 +74,10 @@ func (fe *familyEntry) Family() Family {
 }
 
 func (fe *familyEntry) name() string { return fe.text[:fe.nameLen] }
+
+// sent is how many of the family's series came from what clients sent:
+// statsbridge's own count against no limit. m.mu is held.
+func (fe *familyEntry) sent() int { return len(fe.series) - int(fe.nown) }
 
 // newFamily makes the entry of a family whose first series comes from the
 // StatsD name key, and returns the copy of key that series is to keep.
@@ -206,8 +213,8 @@ func (m *Model) buildIndex(fe *familyEntry) {
 	}
 }
 
-// removeSeries takes an expired series out of its family, and the family
-// out of the registry when it was the last. m.mu is held.
+// removeSeries takes an expired or unregistered series out of its family,
+// and the family out of the registry when it was the last. m.mu is held.
 func (m *Model) removeSeries(s *Series) {
 	fe := s.family
 	last := fe.series[len(fe.series)-1]
@@ -221,7 +228,9 @@ func (m *Model) removeSeries(s *Series) {
 			ix.collided = slices.Delete(ix.collided, i, i+1)
 		}
 	}
-	m.nseries.Add(-1)
+	if !s.Registered() {
+		m.nseries.Add(-1)
+	}
 	if len(fe.series) == 0 {
 		m.order.remove(fe)
 	}

@@ -55,12 +55,18 @@ type Series struct {
 // seriesExtra is the state of the kinds beyond counter and gauge, and what
 // only some series have. A kind with state of its own adds it here.
 type seriesExtra struct {
-	tags    Labels         // the labels that came from tags on the line, for Graphite
-	read    func() float64 // for series whose value is kept elsewhere (self-metrics)
-	hist    *histogram     // histograms, Prosody's histograms and summaries
-	timer   *timerValues   // observers: the interval's values, for TimerStats
+	tags    Labels       // the labels that came from tags on the line, for Graphite
+	own     *ownSource   // for series whose value is kept elsewhere (self-metrics)
+	hist    *histogram   // histograms, Prosody's histograms and summaries
+	timer   *timerValues // observers: the interval's values, for TimerStats
 	summary *summary
 	set     *set
+}
+
+// ownSource reads a self-metric: a value, or a summary.
+type ownSource struct {
+	value   func() float64
+	summary func(*SummaryPoint)
 }
 
 // Family returns the series' family. Families never change once
@@ -89,6 +95,10 @@ func (s *Series) Tags() Labels {
 
 // Created returns when the series was first seen.
 func (s *Series) Created() time.Time { return time.Unix(0, s.created) }
+
+// Registered reports whether the series is one of statsbridge's own, added
+// with Register rather than received as StatsD.
+func (s *Series) Registered() bool { return s.extra != nil && s.extra.own != nil }
 
 // newSeries makes a series of fe. tags are the line's tags as labels;
 // guesses are a KindPrebucketed histogram's likely layouts (nil guesses
@@ -172,7 +182,9 @@ func (s *Series) applyValues(b *binding, smp *ingest.Sample, now int64, lim *lim
 	x := s.extra
 	switch s.kind {
 	case KindCounter:
-		v := scaled(smp.Values[0], b.scale) / smp.Rate
+		// Etsy statsd adds value * (1/rate), which is not always value/rate
+		// to the last bit; Graphite users compare the two.
+		v := scaled(smp.Values[0], b.scale) * (1 / smp.Rate)
 		value, delta := s.value+v, s.delta+v
 		if !finite(value) || !finite(delta) {
 			return nonFinite
@@ -322,13 +334,18 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	x := s.extra
 	// A self-metric's value is read before the lock: reading it may take
 	// other locks (the model's), and the order is always model, then series.
+	own := x != nil && x.own != nil
+	if own && x.own.summary != nil {
+		sn.takeOwnSummary(s, p, endInterval)
+		return
+	}
 	var read float64
-	if x != nil && x.read != nil {
-		read = x.read()
+	if own {
+		read = x.own.value()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if x != nil && x.read != nil {
+	if own {
 		if s.kind == KindCounter {
 			s.delta += read - s.value
 		}
@@ -365,6 +382,25 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 		}
 		s.touched = false
 		s.delta = 0
+	}
+}
+
+// takeOwnSummary fills p from a self-metric summary. Its count and sum
+// since the last flush are the change from the last flush's, which the
+// series keeps as its value (count) and delta (sum).
+func (sn *snapshotter) takeOwnSummary(s *Series, p *Point, endInterval bool) {
+	var sp SummaryPoint
+	s.extra.own.summary(&sp)
+	start := len(sn.floats)
+	sn.floats = append(sn.floats, sp.Quantiles...)
+	sp.Quantiles = sn.floats[start:len(sn.floats):len(sn.floats)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp.DeltaCount, sp.DeltaSum = sp.Count-s.value, sp.Sum-s.delta
+	sn.summaries = append(sn.summaries, sp)
+	*p = Point{Series: s, Touched: sp.DeltaCount != 0, Summary: &sn.summaries[len(sn.summaries)-1]}
+	if endInterval {
+		s.value, s.delta = sp.Count, sp.Sum
 	}
 }
 

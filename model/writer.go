@@ -1,7 +1,9 @@
 package model
 
 import (
+	"context"
 	"hash/maphash"
+	"log/slog"
 	"math"
 
 	"github.com/statsbridge/statsbridge/ingest"
@@ -11,10 +13,10 @@ import (
 // reader's scratch space, so that applying a sample to a series that exists
 // allocates nothing.
 type Writer struct {
-	m          *Model
-	key        []byte
-	now        int64
-	generation generation
+	m   *Model
+	key []byte
+	now int64
+	set *settings // loaded once a batch
 }
 
 // NewWriter returns a Writer for one reader goroutine.
@@ -22,8 +24,11 @@ func (m *Model) NewWriter() *Writer { return &Writer{m: m} }
 
 // Handle applies a batch of samples. It implements ingest.Handler.
 func (w *Writer) Handle(batch []ingest.Sample) {
+	if t := w.m.opts.Tap; t != nil && t.Watching() {
+		t.Samples(batch)
+	}
 	w.now = w.m.now().UnixNano()
-	w.generation = w.m.mappers.Load().generation
+	w.set = w.m.settings.Load()
 	for i := range batch {
 		w.apply(&batch[i])
 	}
@@ -43,9 +48,9 @@ func (w *Writer) apply(smp *ingest.Sample) {
 	}
 	shard.mu.RUnlock()
 	switch {
-	case bound && b.generation == w.generation && w.applyTo(&b, smp):
+	case bound && b.generation == w.set.generation && w.applyTo(&b, smp):
 		return
-	case !bound && refused && r.generation == w.generation && w.now < r.until:
+	case !bound && refused && r.generation == w.set.generation && w.now < r.until:
 		w.m.countRefused(r, true)
 		return
 	}
@@ -61,7 +66,7 @@ func (w *Writer) apply(smp *ingest.Sample) {
 // applyTo applies a sample to the series b binds it to. It reports false
 // when the series has expired, so the name must be bound again.
 func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
-	result, changed := b.series.apply(b, smp, w.now, &w.m.limits)
+	result, changed := b.series.apply(b, smp, w.now, &w.set.limits)
 	switch {
 	case changed:
 		w.m.markChanged(b.series)
@@ -78,22 +83,23 @@ func (w *Writer) applyTo(b *binding, smp *ingest.Sample) bool {
 // its series, creating family and series as needed, and caches the result.
 // It reports false when the sample must be dropped.
 func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now int64) (binding, bool) {
-	ms := m.mappers.Load()
+	ms := m.settings.Load()
 	name := string(smp.Name)
 	tags := tagLabels(smp.Tags)
-	mapping := m.mapSample(ms, name, smp.Type, tags)
+	mapping := m.mapSample(ms, name, smp.Type, tags, false)
 	refuse := func(r refusal) (binding, bool) {
 		r.generation = ms.generation
-		m.cacheRefusal(shard, key.lo, r)
+		m.cacheRefusal(shard, key.lo, r, ms.refusedLimit)
 		m.countRefused(r, false)
 		m.logRefused(r, mapping.Family.Name, name)
+		m.logNewName(smp, &mapping, r.String())
 		return binding{}, false
 	}
 	if mapping.Drop {
 		return refuse(refusal{reason: DropMapping, until: math.MaxInt64})
 	}
 	m.settle(&mapping)
-	if r, bad := m.checkLimits(&mapping); bad {
+	if r, bad := checkLimits(&ms.opts, &mapping); bad {
 		return refuse(refusal{reason: r, until: math.MaxInt64})
 	}
 	seriesKey := mapping.Key
@@ -101,7 +107,7 @@ func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now in
 		seriesKey = name
 	}
 	m.mu.Lock()
-	s, r := m.register(&mapping, seriesKey, tags, key.lo, now)
+	s, r := m.register(&ms.opts, &mapping, seriesKey, tags, key.lo, now)
 	m.mu.Unlock()
 	if s == nil {
 		r.until = now + int64(refusalMemory)
@@ -115,8 +121,9 @@ func (m *Model) bind(shard *cacheShard, key cacheKey, smp *ingest.Sample, now in
 		}
 		part = Part(i)
 	}
+	m.logNewName(smp, &mapping, "")
 	b := binding{series: s, hi: uint32(key.hi), part: part, scale: mapping.Scale, generation: ms.generation}
-	m.cacheBinding(shard, key.lo, b)
+	m.cacheBinding(shard, key.lo, b, ms.boundLimit)
 	return b, true
 }
 
@@ -135,18 +142,46 @@ func (m *Model) settle(mp *Mapping) {
 		"reserved_prefix", fixes[FixReservedPrefix], "duplicate", fixes[FixDuplicate])
 }
 
-// mapSample runs the mappers in order, then the default mapping.
-func (m *Model) mapSample(ms *mapperSet, name string, t ingest.Type, tags Labels) Mapping {
+// logNewName writes, at debug level, a name the model just mapped and what
+// it became (refused says why it was refused, "" when it was not), at most
+// newNamesPerSecond lines a second.
+func (m *Model) logNewName(smp *ingest.Sample, mp *Mapping, refused string) {
+	if !m.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	if !m.newNameLog.Due() {
+		m.newNameLog.Log()
+		return
+	}
+	args := []any{"name", string(smp.Name), "statsd_type", smp.Type.String(), "family", mp.Family.Name,
+		"type", mp.Family.Type.String(), "labels", mp.Labels.String(), "rule", mp.Rule}
+	if refused != "" {
+		args = append(args, "refused", refused)
+	}
+	m.newNameLog.Log(args...)
+}
+
+// mapSample runs the mappers in order, then the default mapping. A dry run
+// maps without counting (see DryMapper).
+func (m *Model) mapSample(ms *settings, name string, t ingest.Type, tags Labels, dry bool) Mapping {
 	for _, mp := range ms.mappers {
-		if mapping, ok := mp.Map(name, t, tags); ok {
+		var mapping Mapping
+		var ok bool
+		if dm, counts := mp.(DryMapper); dry && counts {
+			mapping, ok = dm.DryMap(name, t, tags)
+		} else {
+			mapping, ok = mp.Map(name, t, tags)
+		}
+		if ok {
 			return mapping
 		}
 	}
-	return defaultMapping(name, t, tags, ms.observers)
+	mapping := defaultMapping(name, t, tags, ms.observers)
+	mapping.Rule = DefaultRule
+	return mapping
 }
 
-func (m *Model) checkLimits(mp *Mapping) (DropReason, bool) {
-	o := &m.opts
+func checkLimits(o *Options, mp *Mapping) (DropReason, bool) {
 	switch {
 	case o.MaxLabels > 0 && len(mp.Labels) > o.MaxLabels:
 		return DropTooManyLabels, true

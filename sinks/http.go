@@ -3,9 +3,11 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -83,9 +85,26 @@ func Classify(a Answer) error {
 	return f
 }
 
-// NewHTTPClient returns a client whose every request is bounded by timeout.
-func NewHTTPClient(timeout time.Duration) *http.Client {
+// ClientOptions say how an HTTP sink reaches its backend.
+type ClientOptions struct {
+	// Timeout bounds every request.
+	Timeout time.Duration
+	// TLS is for an https:// backend; nil is Go's default.
+	TLS *tls.Config
+	// Proxy is an http, https or socks5 proxy; nil takes HTTPS_PROXY,
+	// HTTP_PROXY and NO_PROXY from the environment.
+	Proxy *url.URL
+}
+
+// NewHTTPClient returns a client for one sink.
+func NewHTTPClient(o ClientOptions) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = timeout
-	return &http.Client{Transport: t, Timeout: timeout}
+	t.ResponseHeaderTimeout = o.Timeout
+	if o.TLS != nil {
+		t.TLSClientConfig = o.TLS
+	}
+	if o.Proxy != nil {
+		t.Proxy = http.ProxyURL(o.Proxy)
+	}
+	return &http.Client{Transport: t, Timeout: o.Timeout}
 }

@@ -2,9 +2,12 @@ package sinks
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"math/bits"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -76,8 +79,29 @@ func OutcomeOf(err error) (Outcome, time.Duration) {
 		return f.Outcome, f.RetryAfter
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return TimedOut, 0
+	case certificateRefused(err):
+		return ConfigError, 0
 	}
 	return Unreachable, 0
+}
+
+// certificateRefused reports whether a TLS handshake failed on a
+// certificate: the backend's, which statsbridge does not trust (an unknown
+// CA, another name, expired), or statsbridge's own, which the backend
+// refused (the TLS alerts bad, unknown, expired or required certificate,
+// unknown CA). Only an operator can mend either, as with a 401.
+func certificateRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &unknownAuthority) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return true
+	}
+	// crypto/tls reports the backend's alert as a "remote error" whose
+	// type it does not export; every certificate alert says "certificate".
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && strings.Contains(op.Err.Error(), "certificate")
 }
 
 // Policy is how a sink retries, after Prometheus' storage/remote queue

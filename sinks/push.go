@@ -54,8 +54,15 @@ type Options struct {
 	Policy Policy
 	// Spool, when set, is the outage queue: once delivery fails, what
 	// waits is written to it. The Push owns it from then on.
-	Spool  *spool.Spool
-	Logger *slog.Logger
+	Spool *spool.Spool
+	// LeaveOutOwn leaves statsbridge's own series (self-metrics) out.
+	LeaveOutOwn bool
+	// Concurrency is how many batches of one flush may be in flight at
+	// once (0 or 1: one at a time). A flush's batches hold no series twice,
+	// so they may arrive in any order; those of the next flush wait until
+	// the flush before is done. The Transport must take concurrent Sends.
+	Concurrency int
+	Logger      *slog.Logger
 	// Events throttles the sink's per-event log lines; nil makes one of
 	// the sink's own.
 	Events *throttle.Log
@@ -78,6 +85,9 @@ type Stats struct {
 	Damaged    atomic.Uint64 // spool segments cut short by damage
 	SpoolSyncs atomic.Uint64
 	LatencyNs  atomic.Int64 // of the last delivered batch
+	// LastDelivered is when a batch was last delivered (unix
+	// nanoseconds), 0 before the first.
+	LastDelivered atomic.Int64
 	// DeliveryNs adds up the time delivered batches took, for the mean
 	// (with Batches).
 	DeliveryNs atomic.Int64
@@ -131,17 +141,22 @@ const spoolSyncEvery = time.Second
 // everything that waits is written to disk, and new batches follow it there
 // until the spool is delivered; without one, the oldest batches go, counted.
 type Push struct {
-	opts      Options
-	policy    Policy
-	enc       Encoder
-	transport Transport
-	buf       *cork.Buffer
-	stats     Stats
+	opts  Options // Name and Spool aside, read and changed between flushes
+	name  atomic.Pointer[string]
+	enc   Encoder
+	buf   *cork.Buffer
+	stats Stats
 	// flushCtx is the context of the Flush in progress: its end (the next
-	// flush is due, or shutdown) stops flow control's wait.
+	// flush is due, or shutdown) stops flow control's wait. flushes numbers
+	// the flushes. Only Flush's goroutine uses them.
 	flushCtx context.Context
+	flushes  uint64
 
-	mu      sync.Mutex
+	mu        sync.Mutex
+	policy    Policy
+	transport Transport
+	// retired are transports Reconfigure replaced; Run closes them.
+	retired []Transport
 	queue   []queued
 	qbytes  int
 	spool   *spool.Spool
@@ -165,6 +180,9 @@ type queued struct {
 	// bisection follows the splitting of the refused batch this is a part
 	// of; nil outside a bisection.
 	bisection *Bisection
+	// flush numbers the flush the batch holds points of (memory batches
+	// only): the batches of one flush may be sent at once.
+	flush uint64
 }
 
 type spooledParent struct{ pending int }
@@ -177,6 +195,26 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 	if opts.Events == nil {
 		opts.Events = throttle.New(opts.Logger, time.Second)
 	}
+	ev := opts.Events
+	p := &Push{opts: opts, policy: policyOf(opts), enc: enc, transport: t, spool: opts.Spool,
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		failed:        ev.Event(slog.LevelWarn, "delivery failed; will retry"),
+		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database, credentials or certificates); the data waits until it is mended"),
+		refused:       ev.Event(slog.LevelError, "the backend refused records; they are dropped"),
+		givenUp:       ev.Event(slog.LevelError, "gave a batch up"),
+		spoolFailed:   ev.Event(slog.LevelError, "could not use the spool"),
+	}
+	p.name.Store(&opts.Name)
+	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
+	p.stats.Up.Store(1)
+	if p.spool != nil {
+		p.stats.SpoolBytes.Store(p.spool.Bytes())
+	}
+	return p
+}
+
+// policyOf is the retry policy of opts, with the defaults filled in.
+func policyOf(opts Options) Policy {
 	policy := opts.Policy
 	if policy.MinBackoff <= 0 {
 		policy.MinBackoff = DefaultPolicy.MinBackoff
@@ -188,25 +226,59 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 		policy.MaxRetryAfter = DefaultPolicy.MaxRetryAfter
 	}
 	policy.Spooled = opts.Spool != nil
-	ev := opts.Events
-	p := &Push{opts: opts, policy: policy, enc: enc, transport: t, spool: opts.Spool,
-		wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
-		failed:        ev.Event(slog.LevelWarn, "delivery failed; will retry"),
-		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database or credentials); the data waits until it is mended"),
-		refused:       ev.Event(slog.LevelError, "the backend refused records; they are dropped"),
-		givenUp:       ev.Event(slog.LevelError, "gave a batch up"),
-		spoolFailed:   ev.Event(slog.LevelError, "could not use the spool"),
-	}
+	return policy
+}
+
+// Reconfigure gives a sink whose identity a reload kept (its backend, and
+// what it writes there) its new settings, encoder and transport, and keeps
+// what waits: its queue, its spool and the batch in hand. opts.Spool,
+// Logger and Events are ignored: the sink keeps its own; spoolBytes, when
+// more than 0, is the spool's new bound. It is called between flushes;
+// Run closes the old transport.
+func (p *Push) Reconfigure(opts Options, enc Encoder, t Transport, spoolBytes int64) {
+	opts.Spool, opts.Logger, opts.Events = p.opts.Spool, p.opts.Logger, p.opts.Events
+	p.opts = opts
+	p.name.Store(&opts.Name)
+	p.enc = enc
 	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
-	p.stats.Up.Store(1)
-	if p.spool != nil {
-		p.stats.SpoolBytes.Store(p.spool.Bytes())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.policy = policyOf(opts)
+	if t != p.transport {
+		p.retired = append(p.retired, p.transport)
+		p.transport = t
 	}
-	return p
+	if p.spool != nil && spoolBytes > 0 {
+		p.spool.SetMaxBytes(spoolBytes)
+	}
+	p.signal(p.wake)
+}
+
+// current returns the transport and retry policy in force, and closes the
+// transports Reconfigure replaced, returning what they wrote but could not
+// confirm: it is sent again first.
+func (p *Push) current() (Transport, Policy, []queued) {
+	p.mu.Lock()
+	retired := p.retired
+	p.retired = nil
+	t, policy := p.transport, p.policy
+	p.mu.Unlock()
+	var unconfirmed []queued
+	for _, old := range retired {
+		if u, ok := old.(Unconfirmed); ok {
+			for _, b := range u.Unconfirmed() {
+				unconfirmed = append(unconfirmed, queued{batch: b, created: time.Now()})
+			}
+		}
+		if c, ok := old.(interface{ Close() }); ok {
+			c.Close()
+		}
+	}
+	return t, policy, unconfirmed
 }
 
 // Name is the sink's name.
-func (p *Push) Name() string { return p.opts.Name }
+func (p *Push) Name() string { return *p.name.Load() }
 
 // Stats returns the sink's counters.
 func (p *Push) Stats() *Stats { return &p.stats }
@@ -217,6 +289,10 @@ func (p *Push) Stats() *Stats { return &p.stats }
 // waiting for room, but never past ctx's end.
 func (p *Push) Flush(ctx context.Context, f *model.Flush) {
 	p.flushCtx = ctx
+	p.flushes++
+	if p.opts.LeaveOutOwn {
+		f = f.WithoutOwn()
+	}
 	p.buf.Cork()
 	p.enc.Encode(f, p.buf)
 	p.buf.Uncork()
@@ -225,7 +301,7 @@ func (p *Push) Flush(ctx context.Context, f *model.Flush) {
 
 // enqueue takes a full batch from the cork buffer.
 func (p *Push) enqueue(b cork.Batch) {
-	q := queued{batch: b, created: time.Now()}
+	q := queued{batch: b, created: time.Now(), flush: p.flushes}
 	ctx := p.flushCtx
 	if ctx == nil {
 		ctx = context.Background()
@@ -285,7 +361,7 @@ func (p *Push) appendToSpool(q queued) {
 	p.stats.Dropped[DropSpoolFull].Add(uint64(dropped))
 	if err != nil {
 		p.stats.Dropped[DropSpoolError].Add(uint64(q.batch.Len()))
-		p.spoolFailed.Log("sink", p.opts.Name, "err", err, "records", q.batch.Len())
+		p.spoolFailed.Log("sink", p.Name(), "err", err, "records", q.batch.Len())
 	}
 	p.stats.SpoolBytes.Store(p.spool.Bytes())
 }
@@ -304,7 +380,7 @@ func (p *Push) spill(older []cork.Batch) {
 			for _, b := range older {
 				p.stats.Dropped[DropSpoolError].Add(uint64(b.Len()))
 			}
-			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.Name(), "err", err)
 		}
 	}
 	for i, q := range p.queue {
@@ -338,6 +414,8 @@ func (p *Push) Run(ctx context.Context) {
 	defer func() {
 		stopSyncing()
 		syncing.Wait()
+		_, _, unconfirmed := p.current()
+		work = append(unconfirmed, work...)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.keepAtShutdown(work)
@@ -365,9 +443,29 @@ func (p *Push) Run(ctx context.Context) {
 			}
 			work = append(work, q)
 		}
+		transport, policy, unconfirmed := p.current()
+		work = append(unconfirmed, work...)
+		var err error
+		sent := false
+		if p.opts.Concurrency > 1 && len(work) == 1 && work[0].fresh() {
+			wave := append(work, p.takeMore(work[0].flush, p.opts.Concurrency-1)...)
+			if len(wave) > 1 {
+				if work, err = p.sendWave(ctx, transport, wave); ctx.Err() != nil {
+					return // shutdown keeps what was not delivered
+				}
+				if len(work) == 0 {
+					failures = 0
+					p.recovered()
+					continue
+				}
+				failures, sent = 0, true // the first that failed is handled below
+			}
+		}
 		q := &work[0]
 		start := time.Now()
-		err := p.transport.Send(ctx, q.batch)
+		if !sent {
+			err = transport.Send(ctx, q.batch)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -393,21 +491,16 @@ func (p *Push) Run(ctx context.Context) {
 			q.bisection = &Bisection{Size: q.batch.Len(), Requests: 1}
 			attempt.Bisection = *q.bisection
 		}
-		d := p.policy.Decide(attempt, rand.Float64())
-		if outcome != Permanent {
-			p.setFailing(d.Action == Retry || d.Action == Hold)
+		d := policy.Decide(attempt, rand.Float64())
+		if outcome != Permanent && d.Action != Retry && d.Action != Hold {
+			p.recovered() // keepWaiting marks an outage, as it spills
 		}
 		switch d.Action {
 		case Next:
 			if outcome == Delivered {
-				took := int64(time.Since(start))
-				p.stats.Batches.Add(1)
-				p.stats.Records.Add(uint64(q.batch.Len()))
-				p.stats.Bytes.Add(uint64(len(q.batch.Data)))
-				p.stats.LatencyNs.Store(took)
-				p.stats.DeliveryNs.Add(took)
+				p.delivered(q.batch, time.Since(start))
 			} else {
-				p.refused.Log("sink", p.opts.Name, "answer", err.Error(), "stored", "the rest of the batch")
+				p.refused.Log("sink", p.Name(), "answer", err.Error(), "stored", "the rest of the batch")
 			}
 			work = p.done(work)
 			continue
@@ -428,7 +521,7 @@ func (p *Push) Run(ctx context.Context) {
 				work = p.done(work)
 			}
 			p.stats.Dropped[d.Reason].Add(uint64(n))
-			p.givenUp.Log("sink", p.opts.Name, "reason", "the backend refused every part of a batch; the rest of it is dropped",
+			p.givenUp.Log("sink", p.Name(), "reason", "the backend refused every part of a batch; the rest of it is dropped",
 				"records", n, "answer", err.Error())
 		case Retry, Hold:
 			p.stats.Retries.Add(1)
@@ -436,7 +529,7 @@ func (p *Push) Run(ctx context.Context) {
 			if d.Action == Hold {
 				ev = p.misconfigured
 			}
-			ev.Log("sink", p.opts.Name, "err", err.Error(), "retry_in", d.Delay.Round(time.Millisecond))
+			ev.Log("sink", p.Name(), "err", err.Error(), "retry_in", d.Delay.Round(time.Millisecond))
 			work = p.keepWaiting(work)
 		}
 		if d.Delay > 0 {
@@ -451,37 +544,99 @@ func (p *Push) Run(ctx context.Context) {
 	}
 }
 
+// fresh reports whether a batch came from the memory queue as it is: one
+// that may go in a wave with others of its flush.
+func (q *queued) fresh() bool {
+	return !q.spooled && q.parent == nil && q.bisection == nil && q.flush != 0
+}
+
+// sendWave sends batches of one flush at once, and returns those that were
+// not delivered, in their order, with the error of the first: the delivery
+// loop handles that one as if it had been sent alone, and the others after
+// it. A batch the backend stored in part is done, as it is sent alone.
+func (p *Push) sendWave(ctx context.Context, t Transport, wave []queued) ([]queued, error) {
+	errs := make([]error, len(wave))
+	took := make([]time.Duration, len(wave))
+	var sending sync.WaitGroup
+	for i := range wave {
+		sending.Go(func() {
+			start := time.Now()
+			errs[i] = t.Send(ctx, wave[i].batch)
+			took[i] = time.Since(start)
+		})
+	}
+	sending.Wait()
+	var left []queued
+	var first error
+	for i, err := range errs {
+		switch outcome, _ := OutcomeOf(err); {
+		case err == nil:
+			p.delivered(wave[i].batch, took[i])
+		case outcome == PartlyStored:
+			p.stats.Failures[outcome].Add(1)
+			p.refused.Log("sink", p.Name(), "answer", err.Error(), "stored", "the rest of the batch")
+		default:
+			if first == nil {
+				first = err // counted as the loop handles it
+			} else {
+				p.stats.Failures[outcome].Add(1)
+			}
+			left = append(left, wave[i])
+		}
+	}
+	return left, first
+}
+
+// delivered counts a batch the backend took.
+func (p *Push) delivered(b cork.Batch, took time.Duration) {
+	p.stats.Batches.Add(1)
+	p.stats.Records.Add(uint64(b.Len()))
+	p.stats.Bytes.Add(uint64(len(b.Data)))
+	p.stats.LatencyNs.Store(int64(took))
+	p.stats.LastDelivered.Store(time.Now().UnixNano())
+	p.stats.DeliveryNs.Add(int64(took))
+}
+
 func (p *Push) logDrop(r DropReason, err error, records int) {
 	if r == DropRejected {
-		p.refused.Log("sink", p.opts.Name, "records", records, "answer", err.Error())
+		p.refused.Log("sink", p.Name(), "records", records, "answer", err.Error())
 		return
 	}
-	p.givenUp.Log("sink", p.opts.Name, "reason", r.String(), "records", records, "err", err.Error())
+	p.givenUp.Log("sink", p.Name(), "reason", r.String(), "records", records, "err", err.Error())
 }
 
-// setFailing records whether the backend is in an outage. A flush waiting
-// for room stops waiting when it is.
-func (p *Push) setFailing(failing bool) {
+func (p *Push) currentTransport() Transport {
 	p.mu.Lock()
-	p.failing = failing
-	p.mu.Unlock()
-	if failing {
-		p.stats.Up.Store(0)
-		p.signal(p.room)
-	} else {
-		p.stats.Up.Store(1)
-	}
+	defer p.mu.Unlock()
+	return p.transport
 }
 
-// keepWaiting puts what a failed attempt leaves where it waits for the next
-// one, and returns what stays in hand. What the transport could not confirm
-// is sent again first. With a spool, everything that waits goes to disk
-// now, so that a crash in the outage loses none of it.
+// recovered records that the backend answered: the outage, if any, is
+// over.
+func (p *Push) recovered() {
+	p.mu.Lock()
+	p.failing = false
+	p.mu.Unlock()
+	p.stats.Up.Store(1)
+}
+
+// keepWaiting records an outage, puts what the failed attempt leaves where
+// it waits for the next one, and returns what stays in hand. What the
+// transport could not confirm is sent again first. With a spool,
+// everything that waits goes to disk now, so that a crash in the outage
+// loses none of it; the outage is marked in the same hold of p.mu as the
+// spill, so that no newer batch reaches the spool before the older ones.
+// A flush waiting for room stops waiting.
 func (p *Push) keepWaiting(work []queued) []queued {
 	var unconfirmed []cork.Batch
-	if u, ok := p.transport.(Unconfirmed); ok {
+	if u, ok := p.currentTransport().(Unconfirmed); ok {
 		unconfirmed = u.Unconfirmed()
 	}
+	p.stats.Up.Store(0)
+	defer p.signal(p.room)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failing = true
 	if p.spool == nil {
 		front := make([]queued, 0, len(unconfirmed)+len(work))
 		for _, b := range unconfirmed {
@@ -489,8 +644,6 @@ func (p *Push) keepWaiting(work []queued) []queued {
 		}
 		return append(front, work...)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	older := unconfirmed
 	var inSpool []queued
 	for _, q := range work {
@@ -517,7 +670,7 @@ func (p *Push) syncSpool(ctx context.Context) {
 		}
 		p.mu.Lock()
 		if err := p.spool.Sync(); err != nil {
-			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.Name(), "err", err)
 		}
 		p.stats.SpoolSyncs.Store(p.spool.Syncs)
 		p.mu.Unlock()
@@ -532,7 +685,7 @@ func (p *Push) syncSpool(ctx context.Context) {
 // counted as dropped. p.mu is held.
 func (p *Push) keepAtShutdown(work []queued) {
 	var front []cork.Batch
-	if u, ok := p.transport.(Unconfirmed); ok {
+	if u, ok := p.transport.(Unconfirmed); ok { // p.mu is held
 		front = append(front, u.Unconfirmed()...)
 	}
 	for _, q := range work {
@@ -583,7 +736,7 @@ func (p *Push) done(work []queued) []queued {
 	if last {
 		p.mu.Lock()
 		if err := p.spool.Ack(); err != nil {
-			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.Name(), "err", err)
 		}
 		p.stats.SpoolBytes.Store(p.spool.Bytes())
 		p.mu.Unlock()
@@ -594,6 +747,26 @@ func (p *Push) done(work []queued) []queued {
 // take hands out the oldest batch: the spool's first, then the memory
 // queue's, which it removes. closed reports that both are empty and no more
 // batches will come.
+// takeMore hands out up to n more batches of the memory queue's front
+// that belong to flush, for one wave with a batch of it in hand.
+func (p *Push) takeMore(flush uint64, n int) []queued {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []queued
+	for len(out) < n && len(p.queue) > 0 && p.queue[0].flush == flush {
+		q := p.queue[0]
+		p.queue[0] = queued{}
+		p.queue = p.queue[1:]
+		p.qbytes -= cap(q.batch.Data)
+		out = append(out, q)
+	}
+	if len(out) > 0 {
+		p.stats.QueueBytes.Store(int64(p.qbytes))
+		p.signal(p.room)
+	}
+	return out
+}
+
 func (p *Push) take() (q queued, ok, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -601,7 +774,7 @@ func (p *Push) take() (q queued, ok, closed bool) {
 		b, created, ok, err := p.spool.Peek()
 		p.stats.Damaged.Store(p.spool.Damaged)
 		if err != nil {
-			p.spoolFailed.Log("sink", p.opts.Name, "err", err)
+			p.spoolFailed.Log("sink", p.Name(), "err", err)
 		}
 		if ok {
 			return queued{batch: b, created: created, spooled: true}, true, false

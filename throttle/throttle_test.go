@@ -17,20 +17,24 @@ func TestEventWritesOncePerPeriodAndCountsTheRest(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
+		burst int // lines a period; 0 is Event's one
 		steps []step
 		want  []string // the lines written, in order, each by a substring
 	}{
-		{"a single event is written", []step{{logs: 1}}, []string{`msg=refused from=x`}},
-		{"a burst writes one line", []step{{logs: 3000}}, []string{`msg=refused from=x`}},
-		{"the next period reports what was held back",
+		{"a single event is written", 0, []step{{logs: 1}}, []string{`msg=refused from=x`}},
+		{"a burst writes one line", 0, []step{{logs: 3000}}, []string{`msg=refused from=x`}},
+		{"the next period reports what was held back", 0,
 			[]step{{logs: 5}, {advance: time.Second, logs: 1}},
 			[]string{`msg=refused from=x`, `msg=refused from=x suppressed=4`}},
-		{"a burst that stops is reported by Flush",
+		{"a burst that stops is reported by Flush", 0,
 			[]step{{logs: 7}, {flush: true}, {flush: true}},
 			[]string{`msg=refused from=x`, `msg="refused (held back; counted)" suppressed=6`}},
-		{"within the period nothing more is written",
+		{"within the period nothing more is written", 0,
 			[]step{{logs: 1}, {advance: 999 * time.Millisecond, logs: 1}},
 			[]string{`msg=refused from=x`}},
+		{"an event with a burst writes that many lines a period", 3,
+			[]step{{logs: 5}, {advance: time.Second, logs: 1}},
+			[]string{`msg=refused from=x`, `msg=refused from=x`, `msg=refused from=x`, `msg=refused from=x suppressed=2`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,6 +49,9 @@ func TestEventWritesOncePerPeriodAndCountsTheRest(t *testing.T) {
 				}})), time.Second)
 			l.now = func() time.Time { return now }
 			ev := l.Event(slog.LevelWarn, "refused")
+			if tt.burst > 0 {
+				ev = l.EventBurst(slog.LevelWarn, "refused", tt.burst)
+			}
 			for _, s := range tt.steps {
 				now = now.Add(s.advance)
 				for range s.logs {

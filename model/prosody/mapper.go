@@ -77,17 +77,30 @@ func NewMapper(prefix string, entries []Entry, hosts []string, state *State) *Ma
 
 // Map implements model.Mapper.
 func (m *Mapper) Map(name string, typ ingest.Type, tags model.Labels) (model.Mapping, bool) {
+	return m.mapName(name, typ, tags, true)
+}
+
+// DryMap implements model.DryMapper: it maps as Map does, without counting
+// unknown names or bucket bounds.
+func (m *Mapper) DryMap(name string, typ ingest.Type, tags model.Labels) (model.Mapping, bool) {
+	return m.mapName(name, typ, tags, false)
+}
+
+func (m *Mapper) mapName(name string, typ ingest.Type, tags model.Labels, count bool) (model.Mapping, bool) {
 	rest, ok := strings.CutPrefix(name, m.prefix)
 	if !ok || rest == "" {
 		return model.Mapping{}, false
 	}
 	if f, values := m.lookup(rest); f != nil {
-		if mp, ok := m.mapKnown(f, values, typ, tags); ok {
+		if mp, ok := m.mapKnown(f, values, typ, tags, count); ok {
 			mp.Key = seriesKey(name, mp.Part)
+			mp.Rule = "prosody catalog: " + f.fam.Name
 			return mp, true
 		}
 	}
-	return m.mapUnknown(name, rest, typ, tags)
+	mp, ok := m.mapUnknown(name, rest, typ, tags, count)
+	mp.Rule = "prosody: not in the catalog"
+	return mp, ok
 }
 
 // lookup finds the family with the longest StatsD spelling that rest starts
@@ -107,7 +120,7 @@ func (m *Mapper) lookup(rest string) (*family, []string) {
 // mapKnown maps a name of a known family. It reports false when the line
 // does not fit the family (wrong type or number of segments): such a line
 // is mapped as unknown rather than read wrongly.
-func (m *Mapper) mapKnown(f *family, segs []string, typ ingest.Type, tags model.Labels) (model.Mapping, bool) {
+func (m *Mapper) mapKnown(f *family, segs []string, typ ingest.Type, tags model.Labels, count bool) (model.Mapping, bool) {
 	n := len(f.fam.LabelNames)
 	mp := model.Mapping{Family: f.fam, Kind: f.kind, Part: model.PartValue}
 	switch f.kind {
@@ -124,7 +137,9 @@ func (m *Mapper) mapKnown(f *family, segs []string, typ ingest.Type, tags model.
 		case len(segs) == n+2 && segs[n] == "bucket" && typ == ingest.Counter:
 			b, ok := f.bucket(segs[n+1])
 			if !ok {
-				m.state.badBucket.Add(1)
+				if count {
+					m.state.badBucket.Add(1)
+				}
 				return model.Mapping{Drop: true}, true
 			}
 			mp.Part, mp.Bucket = model.PartBucket, b
@@ -206,11 +221,13 @@ func appendTags(ls, tags model.Labels) model.Labels {
 // <family>_sum, <family>_count) with type unknown, as their layout is not
 // known. What Prosody's /metrics said of the family gives its type, unit
 // and help.
-func (m *Mapper) mapUnknown(name, rest string, typ ingest.Type, tags model.Labels) (model.Mapping, bool) {
+func (m *Mapper) mapUnknown(name, rest string, typ ingest.Type, tags model.Labels, count bool) (model.Mapping, bool) {
 	if typ != ingest.Counter && typ != ingest.Gauge {
 		return model.Mapping{}, false // not something Prosody sends
 	}
-	m.state.unknown.Add(1)
+	if count {
+		m.state.unknown.Add(1)
+	}
 	segs := strings.Split(rest, ".")
 	n := 1
 	if strings.HasPrefix(segs[0], "prosody_mod_") && len(segs) > 1 {

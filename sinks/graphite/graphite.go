@@ -3,10 +3,12 @@
 package graphite
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/statsbridge/statsbridge/cork"
 	"github.com/statsbridge/statsbridge/model"
@@ -232,10 +234,30 @@ func (w *lineWriter) write(head, key, tail string, v float64, extra []model.Labe
 	w.b = append(w.b, tail...)
 	w.b = appendTags(w.b, w.tags, extra)
 	w.b = append(w.b, ' ')
-	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
+	w.b = appendNumber(w.b, v)
 	w.b = append(w.b, ' ')
 	w.b = strconv.AppendInt(w.b, w.ts, 10)
 	w.b = append(w.b, '\n')
+}
+
+// appendNumber writes v as Etsy statsd does, JavaScript's String(v): the
+// shortest digits that read back as v, without an exponent from 1e-6 up to
+// 1e21, and with one as short as it can be outside ("1.5e-7", "1e+21").
+// Carbon reads either form; dashboards and tests comparing the text do not.
+func appendNumber(b []byte, v float64) []byte {
+	if v == 0 {
+		return append(b, '0') // and not "-0"
+	}
+	if a := math.Abs(v); a >= 1e-6 && a < 1e21 {
+		return strconv.AppendFloat(b, v, 'f', -1, 64)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, v, 'e', -1, 64)
+	// Go writes two exponent digits at least ("e-07").
+	if e := start + bytes.LastIndexByte(b[start:], 'e'); b[e+2] == '0' {
+		b = append(b[:e+2], b[e+3:]...)
+	}
+	return b
 }
 
 // appendTags writes ";name=value" for every tag, sorted by name as carbon
@@ -272,14 +294,19 @@ func appendTag(b []byte, l model.Label) []byte {
 }
 
 // AppendSanitized appends key as Etsy statsd's sanitizeKeyName writes it:
-// runs of whitespace become '_', '/' becomes '-', and every byte outside
-// [a-zA-Z0-9_.;=-] is removed. Carbon splits lines on whitespace, so a raw
-// space can never reach it.
+// runs of whitespace become '_', '/' becomes '-', and every character
+// outside [a-zA-Z0-9_.;=-] is removed. Whitespace is JavaScript's \s, which
+// takes in Unicode's (a no-break space is one). Carbon splits lines on
+// whitespace, so a raw space can never reach it.
 func AppendSanitized(b []byte, key string) []byte {
 	space := false
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' {
+	for i := 0; i < len(key); {
+		c, size := rune(key[i]), 1
+		if c >= utf8.RuneSelf {
+			c, size = utf8.DecodeRuneInString(key[i:])
+		}
+		i += size
+		if isJSSpace(c) {
 			if !space {
 				b = append(b, '_')
 			}
@@ -290,28 +317,43 @@ func AppendSanitized(b []byte, key string) []byte {
 		switch {
 		case c == '/':
 			b = append(b, '-')
-		case isKeyByte(c):
-			b = append(b, c)
+		case c < utf8.RuneSelf && isKeyByte(byte(c)):
+			b = append(b, byte(c))
 		}
 	}
 	return b
 }
 
+// isJSSpace reports whether JavaScript's \s matches r: ASCII's whitespace
+// and Unicode's space separators, the line and paragraph separators, and
+// the byte order mark.
+func isJSSpace(r rune) bool {
+	switch r {
+	case ' ', '\t', '\n', '\v', '\f', '\r', '\u00a0', '\u1680', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000', '\ufeff':
+		return true
+	}
+	return r >= '\u2000' && r <= '\u200a'
+}
+
 // appendTagPart writes a tag name or value as Graphite 1.1 allows it:
-// whitespace (carbon splits lines on it) becomes '_', ';' (the tag
-// separator) is removed, and so are '=' in names and '!' '^' there, as are
-// a value's leading '~'.
+// whitespace, Unicode's too (carbon splits lines on it), becomes '_', ';'
+// (the tag separator) is removed, and so are '=' in names and '!' '^'
+// there, as are a value's leading '~'.
 func appendTagPart(b []byte, s string, name bool) []byte {
 	start := len(b)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for i := 0; i < len(s); {
+		c, size := rune(s[i]), 1
+		if c >= utf8.RuneSelf {
+			c, size = utf8.DecodeRuneInString(s[i:])
+		}
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+		case isJSSpace(c):
 			b = append(b, '_')
 		case c == ';', name && (c == '=' || c == '!' || c == '^'), !name && c == '~' && len(b) == start:
 		default:
-			b = append(b, c)
+			b = append(b, s[i:i+size]...)
 		}
+		i += size
 	}
 	return b
 }

@@ -197,3 +197,62 @@ func TestProsodyHistogramsKeepProsodysNames(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestKeysAreSanitisedAsEtsy: AppendSanitized is Etsy statsd's
+// sanitizeKeyName, whose \s is JavaScript's: Unicode whitespace, runs of it
+// one '_'. Every other character outside [a-zA-Z0-9_.;=-] goes, '/' aside.
+func TestKeysAreSanitisedAsEtsy(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"api.hits", "api.hits"},
+		{"a b", "a_b"},
+		{"a \t b", "a_b"},
+		{"a\u00a0b", "a_b"},              // no-break space
+		{"a \u00a0\u2003\u3000b", "a_b"}, // one run of spaces of every width
+		{"a\u1680b\u2000c\u200ad\u2028e\u2029f\u202fg\u205fh\ufeffi", "a_b_c_d_e_f_g_h_i"},
+		{"a\u200bb", "ab"}, // a zero-width space is not whitespace to JavaScript
+		{"a\u0085b", "ab"}, // nor is NEL
+		{"caf\u00e9/m\u00fcnchen", "caf-mnchen"},
+		{"a \u00e9 b", "a__b"}, // a removed character splits the run
+		{"x;k=v,y:z!", "x;k=vyz"},
+		{"\u00a0", "_"},
+		{"\xff\xfe", ""},
+	}
+	for _, tt := range tests {
+		if got := string(AppendSanitized(nil, tt.key)); got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}
+
+// TestATabInANameIsAnUnderscore: the whole way from a line, as Etsy statsd
+// writes it.
+func TestATabInANameIsAnUnderscore(t *testing.T) {
+	got := encode(t, Options{Layout: Paths}, "a\tb:1|c", "c\u00a0d:2|g")
+	want := "a_b 1 1800000000\nc_d 2 1800000000"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+// TestUnicodeWhitespaceInTagsIsAnUnderscore: carbon splits a line on
+// whitespace, so no space of any width may reach it inside a tag either.
+func TestUnicodeWhitespaceInTagsIsAnUnderscore(t *testing.T) {
+	got := encode(t, Options{Layout: Paths}, "a:1|c|#k\u00a0x:v\u2003w")
+	want := "a;k_x=v_w 1 1800000000"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), want)
+	}
+}
+
+// TestValuesAreWrittenAsEtsyWritesThem: Etsy statsd writes JavaScript's
+// String(v): no exponent from 1e-6 up to 1e21, and a short one outside.
+func TestValuesAreWrittenAsEtsyWritesThem(t *testing.T) {
+	got := encode(t, Options{Layout: Paths}, "a:1234567|g", "b:1.5e-7|g", "c:1e21|g", "d:0.000001|g", "e:-2.5e-8|g",
+		"f:123456789012345680000|g", "g:1.7976931348623157e308|g", "h:0.30000000000000004|g", "i:-0|g", "j:5e-324|g")
+	want := []string{"a 1234567 1800000000", "b 1.5e-7 1800000000", "c 1e+21 1800000000", "d 0.000001 1800000000",
+		"e -2.5e-8 1800000000", "f 123456789012345680000 1800000000", "g 1.7976931348623157e+308 1800000000",
+		"h 0.30000000000000004 1800000000", "i 0 1800000000", "j 5e-324 1800000000"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -2,6 +2,7 @@ package graphite
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,7 @@ import (
 type Transport struct {
 	addr    string
 	timeout time.Duration
+	tls     *tls.Config // nil: plaintext
 
 	mu          sync.Mutex
 	conn        net.Conn
@@ -45,9 +47,11 @@ const (
 	replayBytes  = 8 << 20
 )
 
-// NewTransport returns a transport to a carbon plaintext listener.
-func NewTransport(addr string, timeout time.Duration) *Transport {
-	return &Transport{addr: addr, timeout: timeout}
+// NewTransport returns a transport to a carbon plaintext listener, over
+// TLS when tlsConfig is not nil (carbon-relay-ng, or stunnel in front of
+// carbon).
+func NewTransport(addr string, timeout time.Duration, tlsConfig *tls.Config) *Transport {
+	return &Transport{addr: addr, timeout: timeout, tls: tlsConfig}
 }
 
 // errClosed fails an attempt that found carbon had closed the connection:
@@ -63,14 +67,22 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 		return errClosed
 	}
 	if t.conn == nil {
-		d := net.Dialer{Timeout: t.timeout}
-		conn, err := d.DialContext(ctx, "tcp", t.addr)
+		conn, err := t.dial(ctx)
 		if err != nil {
 			return fmt.Errorf("connecting to carbon: %w", err)
 		}
 		t.conn = conn
 	}
 	return t.write(ctx, b)
+}
+
+// dial connects, and with TLS shakes hands, within the timeout.
+func (t *Transport) dial(ctx context.Context) (net.Conn, error) {
+	d := &net.Dialer{Timeout: t.timeout}
+	if t.tls == nil {
+		return d.DialContext(ctx, "tcp", t.addr)
+	}
+	return (&tls.Dialer{NetDialer: d, Config: t.tls}).DialContext(ctx, "tcp", t.addr)
 }
 
 // write writes on the current connection and remembers what it wrote. It
@@ -121,22 +133,55 @@ func (t *Transport) drop() {
 // writes to it, so anything but "nothing to read yet" means it is gone. A
 // write to a connection the peer closed would still succeed once, into the
 // kernel, and that batch would be lost: so look before writing.
+//
+// Over TLS the server does write: session tickets after the handshake, and
+// a close_notify when it goes. So when the socket has something to read,
+// the TLS connection reads it, briefly: tickets are taken in and it is
+// still open; an end of stream or an error means it is gone.
 func peerClosed(c net.Conn) bool {
+	tc, isTLS := c.(*tls.Conn)
+	raw := c
+	if isTLS {
+		raw = tc.NetConn()
+	}
+	readable, closed := peek(raw)
+	if !isTLS || !readable {
+		return closed
+	}
+	tc.SetReadDeadline(time.Now().Add(tlsPeekTime))
+	defer tc.SetReadDeadline(time.Time{})
+	var buf [512]byte
+	_, err := tc.Read(buf[:])
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// tlsPeekTime bounds the wait after the TLS records a socket held were
+// read. Tickets come once after the handshake, so it is spent about once a
+// connection.
+const tlsPeekTime = 20 * time.Millisecond
+
+// peek looks at a socket without reading it: whether anything is there to
+// read (data, an end of stream or an error), and whether that is the end.
+func peek(c net.Conn) (readable, closed bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return false, false
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return true
+		return true, true
 	}
-	closed := false
 	err = rc.Control(func(fd uintptr) {
 		var one [1]byte
 		n, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = n == 0 && err == nil || err != nil && !errors.Is(err, unix.EAGAIN)
+		readable = !errors.Is(err, unix.EAGAIN)
+		closed = n == 0 && err == nil || err != nil && readable
 	})
-	return closed || err != nil
+	if err != nil {
+		return true, true
+	}
+	return readable, closed
 }
 
 // Close closes the connection.

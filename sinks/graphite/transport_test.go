@@ -3,6 +3,7 @@ package graphite
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -10,17 +11,50 @@ import (
 	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
+	"github.com/statsbridge/statsbridge/sinks/tlstest"
 )
 
-// TestLinesACarbonDidNotReadAreWrittenAgain: carbon closes the connection
-// with a batch unread in its socket; the attempt that finds it gone fails
-// and hands the batch back, and the next connection carries it again.
-func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
+// carbonListener listens as carbon does: in plaintext, behind TLS (as
+// carbon-relay-ng or stunnel) with a certificate the returned client
+// configuration trusts, or behind mutual TLS, where the client shows its
+// own.
+func carbonListener(t *testing.T, mode string) (net.Listener, *tls.Config) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	if mode == "plaintext" {
+		return l, nil
+	}
+	ca := tlstest.NewCA(t, "carbon-ca")
+	server := &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}}
+	// With a session cache the client asks for session tickets, which a
+	// TLS 1.3 server sends after the handshake.
+	client := &tls.Config{RootCAs: ca.Pool(), ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	if mode == "mutual tls" {
+		server.ClientAuth, server.ClientCAs = tls.RequireAndVerifyClientCert, ca.Pool()
+		client.Certificates = []tls.Certificate{ca.Client(t, "statsbridge")}
+	}
+	return tls.NewListener(l, server), client
+}
+
+// TestLinesACarbonDidNotReadAreWrittenAgain: carbon closes the connection
+// with a batch unread in its socket; the attempt that finds it gone fails
+// and hands the batch back, and the next connection carries it again. Over
+// TLS, where the server writes too (session tickets after the handshake,
+// and close_notify), the same.
+func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
+	for _, mode := range []string{"plaintext", "tls", "mutual tls"} {
+		t.Run(mode, func(t *testing.T) {
+			l, clientTLS := carbonListener(t, mode)
+			linesACarbonDidNotReadAreWrittenAgain(t, l, clientTLS)
+		})
+	}
+}
+
+func linesACarbonDidNotReadAreWrittenAgain(t *testing.T, l net.Listener, clientTLS *tls.Config) {
 	var mu sync.Mutex
 	var received []string
 	firstRead, closeNow, closed := make(chan struct{}), make(chan struct{}), make(chan struct{})
@@ -52,7 +86,7 @@ func TestLinesACarbonDidNotReadAreWrittenAgain(t *testing.T) {
 			}
 		}
 	}()
-	tr := NewTransport(l.Addr().String(), time.Second)
+	tr := NewTransport(l.Addr().String(), time.Second, clientTLS)
 	defer tr.Close()
 	send := func(line string) {
 		t.Helper()
@@ -120,7 +154,7 @@ func TestUnconfirmedHandsBackWhatAwaitsReplay(t *testing.T) {
 		}
 		l.Close() // and stays away
 	}()
-	tr := NewTransport(addr, time.Second)
+	tr := NewTransport(addr, time.Second, nil)
 	defer tr.Close()
 	data := []byte("a 1 1\n")
 	tr.Send(context.Background(), cork.Batch{Data: data, Ends: []int{len(data)}})

@@ -152,7 +152,7 @@ func (e *Encoder) line(b []byte, p *model.Point, ts time.Time, seconds float64) 
 		e.enc.StartLine(prometheusName(&f))
 		e.addTags()
 		n = e.prometheusFields(p)
-	case e.opts.Shape == ShapeTelegraf && !e.prosody(s):
+	case e.opts.Shape == ShapeTelegraf && !e.prosody(s) && !s.Registered():
 		e.name = appendTelegrafMeasurement(e.name[:0], s.Key())
 		if len(e.name) == 0 {
 			e.Skipped.Add(1) // Telegraf's serializer refuses an empty name
@@ -162,6 +162,8 @@ func (e *Encoder) line(b []byte, p *model.Point, ts time.Time, seconds float64) 
 		e.addTags(metricType(s))
 		n = e.telegrafFields(p)
 	case e.opts.Shape == ShapeTelegraf:
+		// Prosody's families and statsbridge's own: a measurement per
+		// family, its labels as tags, float fields.
 		e.enc.StartLine(etsyMeasurement(s))
 		e.addTags(metricType(s))
 		n = e.etsyFields(p, seconds)

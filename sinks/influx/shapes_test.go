@@ -143,3 +143,18 @@ func TestPrometheusShapeFollowsTheSendersLayout(t *testing.T) {
 		t.Errorf("got %s: want the sender's buckets, up to 4194304 and +Inf", got[0])
 	}
 }
+
+// TestTelegrafShapeWritesSelfMetricsAsFamilies: statsbridge's own series
+// are not StatsD names: a measurement per family and its labels as tags,
+// not the graphite key that keeps them apart in carbon.
+func TestTelegrafShapeWritesSelfMetricsAsFamilies(t *testing.T) {
+	m := modeltest.Model(t)
+	m.Register(model.Family{Name: "statsbridge_ingest_bad_lines", Type: model.Counter, LabelNames: []string{"reason"}},
+		"statsbridge.ingest_bad_lines.bad_type", model.Labels{{Name: "reason", Value: "bad_type"}}, func() float64 { return 2 })
+	enc := NewEncoder(Options{Shape: ShapeTelegraf})
+	got := modeltest.Lines(modeltest.Flush(m, modeltest.Interval(start)), enc.Encode)
+	want := "statsbridge_ingest_bad_lines,metric_type=counter,reason=bad_type value=2 1800000000000"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statsbridge/statsbridge/cork"
@@ -24,20 +26,22 @@ type TransportOptions struct {
 	Password string
 	Gzip     bool
 	Timeout  time.Duration
+	TLS      *tls.Config // for an https:// URL; nil is Go's default
+	Proxy    *url.URL    // nil takes the proxy from the environment
 	// CreateDatabase creates a missing 1.x database (CREATE DATABASE is
 	// idempotent) rather than waiting for an operator to.
 	CreateDatabase bool
 }
 
-// Transport posts batches of line protocol.
+// Transport posts batches of line protocol. It is safe for concurrent
+// Sends: a sink may have several requests in flight.
 type Transport struct {
 	url      string
 	header   http.Header
 	gzip     bool
 	client   *http.Client
-	zbuf     bytes.Buffer
-	zw       *gzip.Writer
-	createDB string // the database to create when missing, or ""
+	zips     sync.Pool // *gzipBuffer
+	createDB string    // the database to create when missing, or ""
 	queryURL string
 	// v2 is InfluxDB 2.x's /api/v2/write, where a write is whole or
 	// nothing: the documented 400 means no line was written.
@@ -57,7 +61,7 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	if o.Token != "" {
 		h.Set("Authorization", "Token "+o.Token)
 	}
-	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(o.Timeout),
+	t := &Transport{url: u.String(), header: h, gzip: o.Gzip, client: sinks.NewHTTPClient(sinks.ClientOptions{Timeout: o.Timeout, TLS: o.TLS, Proxy: o.Proxy}),
 		v2: strings.HasSuffix(u.Path, "/api/v2/write")}
 	if o.CreateDatabase && strings.HasSuffix(u.Path, "/write") {
 		t.createDB = q.Get("db")
@@ -73,9 +77,15 @@ func NewTransport(o TransportOptions) (*Transport, error) {
 	}
 	if o.Gzip {
 		h.Set("Content-Encoding", "gzip")
-		t.zw = gzip.NewWriter(&t.zbuf)
 	}
 	return t, nil
+}
+
+// gzipBuffer is a request body's gzip writer and the buffer it writes to,
+// reused from request to request.
+type gzipBuffer struct {
+	buf bytes.Buffer
+	w   *gzip.Writer
 }
 
 // Send implements sinks.Transport. From 1.x, a 400 that says "partial
@@ -113,11 +123,17 @@ func (t *Transport) createDatabase(ctx context.Context) error {
 func (t *Transport) send(ctx context.Context, b cork.Batch) error {
 	body := b.Data
 	if t.gzip {
-		t.zbuf.Reset()
-		t.zw.Reset(&t.zbuf)
-		t.zw.Write(b.Data)
-		t.zw.Close()
-		body = t.zbuf.Bytes()
+		z, _ := t.zips.Get().(*gzipBuffer)
+		if z == nil {
+			z = &gzipBuffer{}
+			z.w = gzip.NewWriter(&z.buf)
+		}
+		defer t.zips.Put(z)
+		z.buf.Reset()
+		z.w.Reset(&z.buf)
+		z.w.Write(b.Data)
+		z.w.Close()
+		body = z.buf.Bytes()
 	}
 	a, err := sinks.Post(ctx, t.client, t.url, t.header, body)
 	if err != nil {

@@ -69,6 +69,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// Allows reports whether r comes from an allowed address, and which
+// address that is (see client): for the admin endpoints, whose Access
+// has a list of its own.
+func (a Access) Allows(r *http.Request) (netip.Addr, bool) { return a.client(r) }
+
 // client finds the scraper's address and checks it against the allow list.
 // Behind a trusted proxy the client is the right-most X-Forwarded-For hop
 // that is not itself a trusted proxy. Every line of the header counts, in

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
@@ -174,16 +174,17 @@ func appendMessage(b []byte, field int, m sizedMarshaler) []byte {
 	return b
 }
 
-// Transport posts snappy-compressed batches.
+// Transport posts snappy-compressed batches. It is safe for concurrent
+// Sends: a sink may have several requests in flight.
 type Transport struct {
 	url    string
 	header http.Header
 	client *http.Client
-	zbuf   []byte
+	zbufs  sync.Pool // *[]byte
 }
 
 // NewTransport returns a transport. headers may carry authentication.
-func NewTransport(url string, headers map[string]string, timeout time.Duration) *Transport {
+func NewTransport(url string, headers map[string]string, client sinks.ClientOptions) *Transport {
 	h := http.Header{
 		"Content-Encoding":                  {"snappy"},
 		"Content-Type":                      {"application/x-protobuf"},
@@ -193,7 +194,7 @@ func NewTransport(url string, headers map[string]string, timeout time.Duration) 
 	for k, v := range headers {
 		h.Set(k, v)
 	}
-	return &Transport{url: url, header: h, client: sinks.NewHTTPClient(timeout)}
+	return &Transport{url: url, header: h, client: sinks.NewHTTPClient(client)}
 }
 
 // Send implements sinks.Transport. Prometheus refuses a whole request for one
@@ -201,8 +202,13 @@ func NewTransport(url string, headers map[string]string, timeout time.Duration) 
 // 500 ("too old sample", "empty labelset"): both are refusals of the content,
 // never retried as they are.
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
-	t.zbuf = snappy.Encode(t.zbuf[:cap(t.zbuf)], b.Data)
-	a, err := sinks.Post(ctx, t.client, t.url, t.header, t.zbuf)
+	zbuf, _ := t.zbufs.Get().(*[]byte)
+	if zbuf == nil {
+		zbuf = new([]byte)
+	}
+	defer t.zbufs.Put(zbuf)
+	*zbuf = snappy.Encode((*zbuf)[:cap(*zbuf)], b.Data)
+	a, err := sinks.Post(ctx, t.client, t.url, t.header, *zbuf)
 	if err != nil {
 		return fmt.Errorf("remote write: %w", err)
 	}

@@ -91,7 +91,7 @@ func TestTransportAnswers(t *testing.T) {
 				io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			err := NewTransport(srv.URL, nil, time.Second).Send(context.Background(), cork.Batch{Data: []byte{}, Ends: nil})
+			err := NewTransport(srv.URL, nil, sinks.ClientOptions{Timeout: time.Second}).Send(context.Background(), cork.Batch{Data: []byte{}, Ends: nil})
 			if got, _ := sinks.OutcomeOf(err); got != tt.want {
 				t.Errorf("%v: got %v, want %v", err, got, tt.want)
 			}

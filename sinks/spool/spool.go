@@ -244,6 +244,14 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// SetMaxBytes changes the spool's bound (a reloaded spool_size); a spool
+// over it drops its oldest at the next Append.
+func (s *Spool) SetMaxBytes(n int64) {
+	if n > 0 {
+		s.maxBytes = n
+	}
+}
+
 // Dir is the spool's directory.
 func (s *Spool) Dir() string { return s.dir }
 
