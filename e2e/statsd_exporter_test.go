@@ -1,8 +1,8 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -391,19 +391,9 @@ func braces(labels, extra string) string {
 // format statsd_exporter serves, and parses it with Prometheus' own parser.
 func scrapeTextFamilies(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s/metrics: %d %s", addr, resp.StatusCode, body)
-	}
+	body, _ := getMetrics(t, addr, "text/plain;version=0.0.4")
 	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("%s/metrics does not parse: %v\n%s", addr, err, body)
 	}
@@ -422,35 +412,10 @@ func startStatsdExporter(t *testing.T, bin, mappingPath string) statsdExporter {
 		udp:  net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 		http: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 	}
-	log := &logBuffer{}
-	cmd := exec.Command(bin, "--statsd.mapping-config="+mappingPath, "--statsd.listen-udp="+e.udp,
-		"--statsd.listen-tcp=", "--web.listen-address="+e.http)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("statsd_exporter log:\n%s", log.String())
-		}
-	})
-	eventually(t, 10*time.Second, "statsd_exporter serves /metrics", func() (bool, string) {
-		select {
-		case <-exited:
-			t.Fatalf("statsd_exporter exited:\n%s", log.String())
-		default:
-		}
-		resp, err := http.Get("http://" + e.http + "/metrics")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	startServer(t, "statsd_exporter", func() *exec.Cmd {
+		return exec.Command(bin, "--statsd.mapping-config="+mappingPath, "--statsd.listen-udp="+e.udp,
+			"--statsd.listen-tcp=", "--web.listen-address="+e.http)
+	}, httpReady("http://"+e.http+"/metrics", http.StatusOK))
 	return e
 }
 
