@@ -8,8 +8,8 @@
 # statsbridge tap's top view is tested in; systemd, whose systemd-analyze
 # checks the example unit; gcc and libc6-dev, as -race needs cgo; nodejs
 # and npm; the Go modules; and the oracles the end-to-end tests compare
-# against: Telegraf's statsd input, built from its Go module, and npm's
-# statsd package, Etsy statsd),
+# against: Telegraf's statsd input, built from its Go module, npm's
+# statsd package, Etsy statsd, and statsd_exporter, built from its Go module),
 # checks formatting
 # and vet, runs every test with the race detector (the end-to-end tests
 # against real carbon-cache, influxd, prometheus and prosody included), fuzzes each
@@ -96,6 +96,20 @@ step "oracles"
 # e2e/telegraf_test.go. The first build downloads and compiles Telegraf's
 # packages; later ones find them in Go's caches and only link.
 (cd e2e/oracle/telegraf && go build -o telegraf-oracle .)
+
+step "statsd_exporter"
+# e2e/statsd_exporter_test.go runs it beside statsbridge with one mapping file
+# and compares the two /metrics pages. Built with go install from the Go
+# module proxy, once, into a directory of its own in the user's cache.
+STATSD_EXPORTER_VERSION=v0.31.0
+exporter_dir="${XDG_CACHE_HOME:-$HOME/.cache}/statsbridge-test/statsd_exporter-$STATSD_EXPORTER_VERSION"
+if [ -x "$exporter_dir/statsd_exporter" ]; then
+	echo "statsd_exporter $STATSD_EXPORTER_VERSION is installed in $exporter_dir"
+else
+	mkdir -p "$exporter_dir"
+	GOBIN="$exporter_dir" go install "github.com/prometheus/statsd_exporter@$STATSD_EXPORTER_VERSION"
+	echo "installed statsd_exporter $STATSD_EXPORTER_VERSION in $exporter_dir"
+fi
 
 step "gofmt and go vet"
 unformatted=$(gofmt -l .)

@@ -205,18 +205,26 @@ func (r *relay) sendTCP(t testing.TB, payload string) {
 // scrape fetches /metrics as OpenMetrics text.
 func (r *relay) scrape(t testing.TB) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+r.HTTP+"/metrics", nil)
-	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	body, _ := getMetrics(t, r.HTTP, "application/openmetrics-text; version=1.0.0")
+	return string(body)
+}
+
+// getMetrics fetches /metrics from addr with an Accept header, and requires
+// a 200.
+func getMetrics(t testing.TB, addr, accept string) (body []byte, contentType string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	req.Header.Set("Accept", accept)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, _ = io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, body)
+		t.Fatalf("GET %s/metrics: %d %s", addr, resp.StatusCode, body)
 	}
-	return string(body)
+	return body, resp.Header.Get("Content-Type")
 }
 
 // sample finds one sample's value in an exposition, by its exact series text

@@ -764,16 +764,9 @@ counters = "cumulative"
 // prometheus input.
 func scrapeAsTelegraf(t testing.TB, r *relay) []byte {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+r.HTTP+"/metrics", nil)
-	req.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
-		t.Fatalf("GET /metrics: %d %s %.200s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	body, contentType := getMetrics(t, r.HTTP, "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3")
+	if !strings.HasPrefix(contentType, "text/plain; version=0.0.4") {
+		t.Fatalf("GET /metrics: %s %.200s", contentType, body)
 	}
 	return body
 }
