@@ -367,6 +367,11 @@ listen = "127.0.0.1:0"
 url = "%s/api/v1/write"
 timeout = "60s"
 %s`, sc.series+1000, sc.series/10+1000, prom.URL, queue))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the sink's counters at the failure:\n%s", grepLines(r.scrape(t), "statsbridge_sink_"))
+		}
+	})
 	// Ten families of series/10 series each, one line per series. The
 	// kernel may drop some of a burst of new series on a busy machine: the
 	// lines are sent again until the model holds every series (what this
@@ -633,4 +638,15 @@ listen = "127.0.0.1:0"
 		sent: float64(n), delivered: refused, unit: "names refused and counted", peakRSS: peak,
 		notes: fmt.Sprintf("RSS %d MiB before, %d MiB after; 0 series held; lost: %v datagrams the kernel dropped on a busy machine", before, after, kernelDrops)})
 	r.stop(t)
+}
+
+// grepLines keeps the lines of text that hold substr.
+func grepLines(text, substr string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
