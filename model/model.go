@@ -138,6 +138,10 @@ type Model struct {
 	conflictLog, dropLog, fixLog *throttle.Event
 	// newNameLog shows, at debug level, each name as it is mapped.
 	newNameLog *throttle.Event
+
+	// nativeReductions counts native histograms' schema reductions past
+	// their bucket cap, as flushes find them.
+	nativeReductions atomic.Uint64
 }
 
 // settings are what a reload changes: the mappers and the limits. A Writer
@@ -722,6 +726,7 @@ func (m *Model) Collect(f *Flush) {
 	m.gather(gatherSent, take)
 	f.Own = len(f.Points)
 	m.gather(gatherOwn, take)
+	m.nativeReductions.Add(f.arena.native.reductions)
 	m.expire(f.End.UnixNano())
 }
 

@@ -75,6 +75,7 @@ func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl ti
 		s.hist = newPartsHistogram(guesses)
 	case KindHistogram:
 		s.hist = newHistogram(len(f.Buckets))
+		s.hist.native = newNativeHistogram(f.Native)
 	case KindPresummed:
 		s.hist = newHistogram(0)
 	case KindSummary:
@@ -297,12 +298,14 @@ type snapshotter struct {
 	summaries   []SummaryPoint
 	stats       []TimerStats
 	percentiles []float64
+	native      nativeArena
 	now         int64
 }
 
 func (sn *snapshotter) reset() {
 	sn.floats, sn.histograms, sn.summaries, sn.stats = sn.floats[:0], sn.histograms[:0], sn.summaries[:0], sn.stats[:0]
 	sn.bounds = sn.bounds[:0]
+	sn.native.reset()
 }
 
 // take fills p. With endInterval, the interval's state starts over, so a
