@@ -183,6 +183,21 @@ func (n *nativeHistogram) observe(v, w float64) int {
 	return halvings
 }
 
+// maxExactInteger is the largest count a float64 holds exactly with every
+// integer below it, and so the largest sent as an integer.
+const maxExactInteger = 1 << 53
+
+// count is the observations' total weight.
+func (n *nativeHistogram) count() float64 {
+	c := n.zero
+	for _, b := range [2]*nativeBuckets{&n.positive, &n.negative} {
+		for _, v := range b.counts {
+			c += v
+		}
+	}
+	return c
+}
+
 func (n *nativeHistogram) overCap() bool {
 	return len(n.positive.keys)+len(n.negative.keys) > n.maxBuckets
 }
@@ -230,8 +245,9 @@ type NativePoint struct {
 	// absolute, one per bucket the spans cover.
 	PositiveSpans, NegativeSpans   []NativeSpan
 	PositiveCounts, NegativeCounts []float64
-	// Integer says every observation's weight was a whole number, so every
-	// count is an integer.
+	// Integer says every observation's weight was a whole number and the
+	// count is at most 2^53, so that every count is an integer a float64
+	// holds exactly.
 	Integer bool
 	// First says this is the first flush of the series since it was made
 	// (statsbridge started, or the series came back after it expired):
@@ -264,7 +280,7 @@ func (a *nativeArena) reset() {
 // series counts as collected.
 func (a *nativeArena) take(n *nativeHistogram, endInterval bool) *NativePoint {
 	a.points = append(a.points, NativePoint{Schema: n.schema, ZeroThreshold: nativeZeroThreshold, ZeroCount: n.zero,
-		Integer: !n.fractional, First: !n.collected})
+		Integer: !n.fractional && n.count() <= maxExactInteger, First: !n.collected})
 	p := &a.points[len(a.points)-1]
 	p.PositiveSpans, p.PositiveCounts = a.layOut(&n.positive)
 	p.NegativeSpans, p.NegativeCounts = a.layOut(&n.negative)

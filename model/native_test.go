@@ -340,3 +340,19 @@ func TestMappingFileNativeOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeCountsPastExactIntegers are floats: past 2^53 (a long-lived
+// series sampled at 1e-6), whole weights make counts no integer field can
+// be trusted with.
+func TestNativeCountsPastExactIntegers(t *testing.T) {
+	n := newNativeHistogram(NativeOptions{BucketFactor: 1.1})
+	var a nativeArena
+	n.observe(1, 1e6)
+	if p := a.take(n, false); !p.Integer {
+		t.Errorf("a weight of 1e6: %+v, want integer counts", p)
+	}
+	n.observe(-1, 1<<53)
+	if p := a.take(n, false); p.Integer {
+		t.Errorf("a count past 2^53: %+v, want float counts", p)
+	}
+}
