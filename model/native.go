@@ -3,7 +3,6 @@ package model
 import (
 	"math"
 	"slices"
-	"sort"
 )
 
 // NativeOptions shape a histogram's native buckets (Prometheus' native
@@ -100,7 +99,8 @@ func nativeKey(v float64, schema int32) int32 {
 	var key int
 	if schema > 0 {
 		bounds := nativeBounds[schema]
-		key = sort.SearchFloat64s(bounds, frac) + (exp-1)*len(bounds)
+		i, _ := slices.BinarySearch(bounds, frac) // sort.SearchFloat64s's index, without its closure
+		key = i + (exp-1)*len(bounds)
 	} else {
 		key = exp
 		if frac == 0.5 {

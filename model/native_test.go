@@ -356,3 +356,62 @@ func TestNativeCountsPastExactIntegers(t *testing.T) {
 		t.Errorf("a count past 2^53: %+v, want float counts", p)
 	}
 }
+
+// TestNativeHistogramMemoryIsBounded: values spread over the whole float
+// range, of both signs, never make a series keep more buckets than its cap
+// (past an observation's halving), nor its schema go below -4.
+func TestNativeHistogramMemoryIsBounded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, maxBuckets := range []uint32{1, 16, 256} {
+		n := newNativeHistogram(NativeOptions{BucketFactor: 1.0001, MaxBuckets: maxBuckets})
+		most := 0
+		for range 100_000 {
+			v := math.Ldexp(1+rng.Float64(), rng.IntN(2040)-1020)
+			if rng.IntN(2) == 0 {
+				v = -v
+			}
+			n.observe(v, float64(1+rng.IntN(3)))
+			most = max(most, len(n.positive.keys)+len(n.negative.keys))
+		}
+		// At schema -4 a bucket spans 2^16: (2^-128, 2^1024] takes 73 of
+		// them a sign, and nothing merges them further.
+		if limit := max(int(maxBuckets), 2*73); most > limit+1 || n.schema < nativeSchemaMin {
+			t.Errorf("cap %d: up to %d buckets, schema %d", maxBuckets, most, n.schema)
+		}
+	}
+}
+
+// BenchmarkTimerObservation measures applying a timer value to a series
+// that exists, with and without native buckets, over 1,000 values from
+// 1 ms to a few seconds: go test -run '^$' -bench TimerObservation ./model/
+func BenchmarkTimerObservation(b *testing.B) {
+	p := ingest.Parser{}
+	batch := make([]ingest.Sample, 1000)
+	rng := rand.New(rand.NewPCG(3, 4))
+	lines := make([][]byte, len(batch))
+	for i := range batch {
+		lines[i] = fmt.Appendf(nil, "api.time:%.3f|ms|@0.5", 30*math.Exp(1.5*rng.NormFloat64()))
+		if r := p.Parse(lines[i], &batch[i]); r != ingest.ReasonNone {
+			b.Fatal(r)
+		}
+	}
+	for _, native := range []NativeOptions{{}, {BucketFactor: 1.1, MaxBuckets: 256}} {
+		b.Run(fmt.Sprintf("native=%v", native.On()), func(b *testing.B) {
+			obs := DefaultObservers
+			obs.Native = native
+			m := New(Options{MaxSeries: 10, MaxSeriesPerFamily: 10, Percentiles: []float64{90}, Observers: obs})
+			w := m.NewWriter()
+			w.Handle(batch)
+			f := &Flush{}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				w.Handle(batch)
+				if i%100 == 0 {
+					m.Collect(f) // the interval's values are kept until a flush
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/value")
+		})
+	}
+}
