@@ -254,6 +254,13 @@ func (r *relay) loop(ctx, listening context.Context, reloads <-chan reloadReques
 // when the next flush is due (or shutdown gives up).
 func (r *relay) uncork(iv cork.Interval, until time.Time) {
 	r.self.sync(r)
+	if len(r.pushes) == 0 {
+		// Nothing takes a point of every series: the interval ends for
+		// the series that changed, at the cost of those alone.
+		r.model.EndInterval(iv.End)
+		r.events.Flush()
+		return
+	}
 	r.flush.Interval = iv
 	r.model.Collect(&r.flush)
 	ctx, cancel := context.WithDeadline(context.Background(), until)

@@ -128,7 +128,7 @@ func TestAReloadMakesOlderBindingsMisses(t *testing.T) {
 	m.SetMappers([]Mapper{fm}, fm.Observers())
 	raw := appendCacheKey(nil, &batch[0])
 	key := cacheKey{maphash.Bytes(m.seeds[0], raw), maphash.Bytes(m.seeds[1], raw)}
-	old := binding{series: collect(m)["app_hits"].Series, hi: key.hi, part: PartValue, generation: 1}
+	old := binding{series: collect(m)["app_hits"].Series, hi: uint32(key.hi), part: PartValue, generation: 1}
 	m.cache[key.lo%cacheShards].bound[key.lo] = old
 	w.Handle(batch)
 	got := collect(m)
@@ -187,5 +187,66 @@ func TestRefusedNamesAreNotMappedAgain(t *testing.T) {
 				t.Errorf("counted %d refusals, want 3 (one per sample)", n)
 			}
 		})
+	}
+}
+
+// TestIntervalEndsNeverLoseASample: two readers apply samples to counters
+// and sets while interval ends with and without a snapshot, and scrapes,
+// run beside them; every increment is in the counters' totals at the end.
+func TestIntervalEndsNeverLoseASample(t *testing.T) {
+	const names, rounds = 500, 40
+	m := New(Options{MaxSeries: 1 << 20, MaxSeriesPerFamily: 1 << 20, SeriesTTL: time.Hour})
+	p := ingest.Parser{}
+	batch := func(offset int) []ingest.Sample {
+		b := make([]ingest.Sample, names)
+		for i := range b {
+			line := fmt.Appendf(nil, "c%d:1|c", (i+offset)%names)
+			if i%10 == 0 {
+				line = fmt.Appendf(nil, "s%d:m%d|s", i, offset)
+			}
+			p.Parse(line, &b[i])
+		}
+		return b
+	}
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Go(func() {
+			w := m.NewWriter()
+			for round := range rounds {
+				w.Handle(batch(r*7 + round))
+			}
+		})
+	}
+	stop := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				m.EndInterval(time.Now())
+			} else {
+				f := &Flush{}
+				f.End = time.Now()
+				m.Collect(f)
+			}
+			m.Gather(func(*Family, []Point) {})
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-ended
+	total := 0.0
+	for _, pt := range collect(m) {
+		if pt.Series.Kind() == KindCounter {
+			total += pt.Value
+		}
+	}
+	if want := float64(2 * rounds * names * 9 / 10); total != want {
+		t.Fatalf("counters total %v, want %v", total, want)
 	}
 }

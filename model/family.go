@@ -89,10 +89,6 @@ type Family struct {
 	Native NativeOptions
 }
 
-func (f *Family) sameShape(g *Family) bool {
-	return f.Type == g.Type && slices.EqualFunc(f.Buckets, g.Buckets, func(a, b Bucket) bool { return a.LE == b.LE })
-}
-
 // Label is one label of a series.
 type Label struct {
 	Name, Value string
@@ -158,24 +154,4 @@ func (ls Labels) AppendMerged(dst, external Labels) Labels {
 	}
 	slices.SortFunc(dst[start:], func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	return dst
-}
-
-// identity is the key a series is registered under: its family name and
-// labels. Separator bytes cannot occur in names or values (the parser
-// rejects control characters).
-func identity(family string, labels Labels) string {
-	n := len(family)
-	for _, l := range labels {
-		n += len(l.Name) + len(l.Value) + 2
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteString(family)
-	for _, l := range labels {
-		b.WriteByte(0x1e)
-		b.WriteString(l.Name)
-		b.WriteByte(0x1f)
-		b.WriteString(l.Value)
-	}
-	return b.String()
 }

@@ -159,8 +159,9 @@ func (h *histogram) bucketIndex(b Bucket) (int, bool) {
 	return i, ok
 }
 
-// observe records one value with a weight (1/sample rate).
-func (h *histogram) observe(bounds []Bucket, v, w float64) {
+// observe records one value with a weight (1/sample rate). It returns
+// how many times the native buckets halved their resolution.
+func (h *histogram) observe(bounds []Bucket, v, w float64) int {
 	for i := len(bounds) - 1; i >= 0 && v <= bounds[i].Bound; i-- {
 		h.buckets[i] += w
 		h.dBuckets[i] += w
@@ -170,8 +171,9 @@ func (h *histogram) observe(bounds []Bucket, v, w float64) {
 	h.sum += v * w
 	h.dSum += v * w
 	if h.native != nil {
-		h.native.observe(v, w)
+		return h.native.observe(v, w)
 	}
+	return 0
 }
 
 // addBucket adds a Prosody bucket delta: Prosody's buckets are already
@@ -281,7 +283,12 @@ func (h *histogram) snapshot(p *HistogramPoint, family []Bucket, sn *snapshotter
 		p.Native = sn.native.take(h.native, endInterval)
 	}
 	if endInterval {
-		clear(h.dBuckets)
-		h.dCount, h.dSum = 0, 0
+		h.endInterval()
 	}
+}
+
+// endInterval starts the interval's changes over.
+func (h *histogram) endInterval() {
+	clear(h.dBuckets)
+	h.dCount, h.dSum = 0, 0
 }

@@ -81,7 +81,8 @@ mappings:
 			if got := labelString(s.Labels()); got != tt.labels {
 				t.Errorf("labels %q, want %q", got, tt.labels)
 			}
-			if problem := invalidLabels(s.Family(), s.Labels()); problem != "" {
+			f := s.Family()
+			if problem := invalidLabels(&f, s.Labels()); problem != "" {
 				t.Errorf("series labels: %s", problem)
 			}
 			if problem := invalidLabels(&Family{}, s.Tags()); problem != "" {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
@@ -119,5 +120,55 @@ func TestMassExpiryGivesMemoryBack(t *testing.T) {
 	}
 	if pts := collectAt(m, now); len(pts) != 1 {
 		t.Errorf("the self-metric went with them: %v", pts)
+	}
+}
+
+// TestHeapPerSeries: 100,000 live counter series, flushed once, take at
+// most a bound of heap each, whether each has a name of its own (a family
+// per series, as Graphite-style names make) or they share one name and
+// differ by a tag. The bound is loose (about a fifth above what the model
+// takes): it catches a per-series cost that comes back, not a few bytes.
+func TestHeapPerSeries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 100,000 series")
+	}
+	tests := []struct {
+		name   string
+		format string
+		bound  uint64 // bytes a series may take, the flush's point included
+	}{
+		{"a family per series", "app.requests.%d:1|c", 480},
+		{"one family, a tag per series", "app.requests:1|c|#shard:%d", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const series, batchSize = 100_000, 1000
+			p := ingest.Parser{}
+			before := heapAfterGC()
+			m := New(Options{MaxSeries: series, MaxSeriesPerFamily: series})
+			w := m.NewWriter()
+			batch := make([]ingest.Sample, batchSize)
+			for done := 0; done < series; done += batchSize {
+				for i := range batch {
+					p.Parse(fmt.Appendf(nil, tt.format, done+i), &batch[i])
+				}
+				w.Handle(batch)
+			}
+			f := &Flush{}
+			f.End = time.Now()
+			m.Collect(f)
+			batch = nil
+			after := heapAfterGC()
+			runtime.KeepAlive(m)
+			runtime.KeepAlive(f)
+			if m.Series() != series || len(f.Points) != series {
+				t.Fatalf("%d series, %d points", m.Series(), len(f.Points))
+			}
+			perSeries := (after - before) / series
+			t.Logf("%d bytes of heap a series", perSeries)
+			if perSeries > tt.bound {
+				t.Errorf("%d bytes of heap a series, want at most %d", perSeries, tt.bound)
+			}
+		})
 	}
 }

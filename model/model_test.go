@@ -39,6 +39,21 @@ func collectAt(m *Model, end time.Time) map[string]Point {
 	return out
 }
 
+// identity names a series by its family and labels, for tests to find it.
+// Separator bytes cannot occur in names or values (the parser rejects
+// control characters).
+func identity(family string, labels Labels) string {
+	var b strings.Builder
+	b.WriteString(family)
+	for _, l := range labels {
+		b.WriteByte(0x1e)
+		b.WriteString(l.Name)
+		b.WriteByte(0x1f)
+		b.WriteString(l.Value)
+	}
+	return b.String()
+}
+
 func newTestModel() *Model {
 	return New(Options{MaxSeries: 100, MaxSeriesPerFamily: 10})
 }

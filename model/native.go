@@ -131,9 +131,6 @@ type nativeHistogram struct {
 	// starts from zero, which remote-write 1.0 can only say with a reset
 	// hint.
 	collected bool
-	// reductions counts the schema reductions past the bucket cap, and
-	// reported how many of them a flush has counted.
-	reductions, reported uint32
 }
 
 // nativeBuckets are the populated buckets of one sign, by index.
@@ -179,7 +176,6 @@ func (n *nativeHistogram) observe(v, w float64) int {
 		n.negative.halve()
 		halvings++
 	}
-	n.reductions += uint32(halvings)
 	return halvings
 }
 
@@ -267,13 +263,10 @@ type nativeArena struct {
 	points []NativePoint
 	spans  []NativeSpan
 	counts []float64
-	// reductions are the schema reductions this flush found.
-	reductions uint64
 }
 
 func (a *nativeArena) reset() {
 	a.points, a.spans, a.counts = a.points[:0], a.spans[:0], a.counts[:0]
-	a.reductions = 0
 }
 
 // take copies n into a point of the arena. At the end of an interval, the
@@ -286,8 +279,6 @@ func (a *nativeArena) take(n *nativeHistogram, endInterval bool) *NativePoint {
 	p.NegativeSpans, p.NegativeCounts = a.layOut(&n.negative)
 	if endInterval {
 		n.collected = true
-		a.reductions += uint64(n.reductions - n.reported)
-		n.reported = n.reductions
 	}
 	return p
 }
@@ -320,10 +311,11 @@ func (a *nativeArena) layOut(b *nativeBuckets) ([]NativeSpan, []float64) {
 // NativeHistograms reports whether any family keeps native histograms: a
 // scrape that prefers the protobuf exposition gets it then.
 func (m *Model) NativeHistograms() bool {
+	view := m.ordered()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for _, fe := range m.families {
-		if fe.kind == KindHistogram && fe.family.Native.On() {
+	for fe := range view.all() {
+		if !fe.removed && fe.kind == KindHistogram && fe.shape.native.On() {
 			return true
 		}
 	}
@@ -331,6 +323,5 @@ func (m *Model) NativeHistograms() bool {
 }
 
 // NativeSchemaReductions returns how many times a series' native
-// histogram passed its bucket cap and halved its resolution, as of the
-// last flush.
+// histogram passed its bucket cap and halved its resolution.
 func (m *Model) NativeSchemaReductions() uint64 { return m.nativeReductions.Load() }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,35 +14,64 @@ import (
 // (family, labels, StatsD key) never changes; its state is guarded by mu, so
 // that readers applying samples, a flush taking a snapshot and a scrape
 // reading values each see it whole.
+//
+// A million of them must fit in a few hundred megabytes, so a counter or a
+// gauge keeps its state here and nothing else: whatever other kinds keep
+// (buckets, a timer's values, a set's members), and what few series have
+// (tags that differ from their labels, a self-metric's reader), lives
+// behind a pointer that is nil for them.
 type Series struct {
-	family  *Family
-	kind    Kind
-	labels  Labels
-	key     string // the StatsD name it came from, for Graphite
-	tags    Labels // the labels that came from tags on the line, for Graphite
-	created time.Time
-	ttl     time.Duration // 0: the model's series_ttl
-
-	// own is set for series whose value is kept elsewhere (self-metrics).
-	own *ownSource
+	family *familyEntry
+	labels Labels
+	key    string // the StatsD name it came from, for Graphite
+	extra  *seriesExtra
+	// expiry is the series' place among those of its TTL, oldest first;
+	// nil for a series that never expires.
+	expiry *expiryNode
+	// bindKey is the name cache key the series was registered under, so
+	// that its expiry can drop that binding without searching the cache.
+	bindKey uint64
+	created int64 // unix nanoseconds
 
 	// removed is set when the series expires: writers holding it must look
 	// the name up again.
 	removed atomic.Bool
+	pos     uint32 // its index in its family's series; the registry's lock guards it
+	kind    Kind
+	// tagsAreLabels says the tags on the line became the labels as they
+	// are, as without a mapping: Tags returns the labels.
+	tagsAreLabels bool
 
-	mu       sync.Mutex
-	lastSeen int64 // unix nanoseconds of the last sample
+	mu sync.Mutex
+	// listed says the series waits in a list of series to look at when
+	// the interval ends (see Model.markChanged).
+	listed   bool
 	touched  bool  // a sample arrived since the last flush
+	lastSeen int64 // unix nanoseconds of the last sample
 	value    float64
-	delta    float64      // counter: the change since the last flush
-	hist     *histogram   // histograms, Prosody's histograms and summaries
-	timer    *timerValues // observers: the interval's values, for TimerStats
-	summary  *summary
-	set      *set
+	delta    float64 // counter: the change since the last flush
 }
 
-// Family returns the series' family.
-func (s *Series) Family() *Family { return s.family }
+// seriesExtra is the state of the kinds beyond counter and gauge, and what
+// only some series have. A kind with state of its own adds it here.
+type seriesExtra struct {
+	tags    Labels       // the labels that came from tags on the line, for Graphite
+	own     *ownSource   // for series whose value is kept elsewhere (self-metrics)
+	hist    *histogram   // histograms, Prosody's histograms and summaries
+	timer   *timerValues // observers: the interval's values, for TimerStats
+	summary *summary
+	set     *set
+}
+
+// ownSource reads a self-metric: a value, or a summary.
+type ownSource struct {
+	value   func() float64
+	summary func(*SummaryPoint)
+}
+
+// Family returns the series' family. Families never change once
+// registered; the Family is a copy, put together from what families share.
+func (s *Series) Family() Family { return s.family.Family() }
 
 // Kind returns how the series keeps its state.
 func (s *Series) Kind() Kind { return s.kind }
@@ -53,38 +83,55 @@ func (s *Series) Labels() Labels { return s.labels }
 func (s *Series) Key() string { return s.key }
 
 // Tags returns the labels that the StatsD line carried as tags.
-func (s *Series) Tags() Labels { return s.tags }
+func (s *Series) Tags() Labels {
+	switch {
+	case s.tagsAreLabels:
+		return s.labels
+	case s.extra != nil:
+		return s.extra.tags
+	}
+	return nil
+}
 
 // Created returns when the series was first seen.
-func (s *Series) Created() time.Time { return s.created }
+func (s *Series) Created() time.Time { return time.Unix(0, s.created) }
 
 // Registered reports whether the series is one of statsbridge's own, added
 // with Register rather than received as StatsD.
-func (s *Series) Registered() bool { return s.own != nil }
+func (s *Series) Registered() bool { return s.extra != nil && s.extra.own != nil }
 
-// newSeries makes a series. guesses are a KindPrebucketed histogram's
-// likely layouts; nil guesses the family's.
-func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl time.Duration, now int64, guesses *Guesses) *Series {
-	s := &Series{family: f, kind: k, labels: labels, key: key, tags: tags, ttl: ttl,
-		created: time.Unix(0, now), lastSeen: now}
+// newSeries makes a series of fe. tags are the line's tags as labels;
+// guesses are a KindPrebucketed histogram's likely layouts (nil guesses
+// the family's).
+func newSeries(fe *familyEntry, k Kind, labels Labels, key string, tags Labels, now int64, guesses *Guesses) *Series {
+	s := &Series{family: fe, kind: k, labels: labels, key: key, created: now, lastSeen: now}
+	var x seriesExtra
 	switch k {
 	case KindPrebucketed:
 		if guesses == nil {
-			guesses = NewGuesses(f.Buckets)
+			guesses = NewGuesses(fe.shape.buckets)
 		}
-		s.hist = newPartsHistogram(guesses)
+		x.hist = newPartsHistogram(guesses)
 	case KindHistogram:
-		s.hist = newHistogram(len(f.Buckets))
-		s.hist.native = newNativeHistogram(f.Native)
+		x.hist = newHistogram(len(fe.shape.buckets))
+		x.hist.native = newNativeHistogram(fe.shape.native)
 	case KindPresummed:
-		s.hist = newHistogram(0)
+		x.hist = newHistogram(0)
 	case KindSummary:
-		s.summary = newSummary(f.Summary, now)
+		x.summary = newSummary(fe.shape.summary, now)
 	case KindSet:
-		s.set = &set{}
+		x.set = &set{}
 	}
 	if k.Observes() {
-		s.timer = &timerValues{}
+		x.timer = &timerValues{}
+	}
+	if slices.Equal(tags, labels) {
+		s.tagsAreLabels = true
+	} else {
+		x.tags = tags
+	}
+	if x.tags != nil || x.hist != nil || x.timer != nil || x.summary != nil || x.set != nil {
+		s.extra = &x
 	}
 	return s
 }
@@ -95,47 +142,7 @@ func newSeries(f *Family, k Kind, labels Labels, key string, tags Labels, ttl ti
 func (s *Series) bucketIndex(b Bucket) (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.hist.bucketIndex(b)
-}
-
-// ownSource reads a self-metric: a value, or a summary.
-type ownSource struct {
-	value   func() float64
-	summary func(*SummaryPoint)
-}
-
-// binding is what the model's name cache holds for a raw StatsD key bound
-// to a series: the series and how the line's values apply to it.
-type binding struct {
-	series *Series
-	hi     uint64 // the key's second hash (see cacheShard)
-	scale  float64
-	// generation is the mapper set the binding was made with: a reload
-	// makes every older binding a miss.
-	generation uint32
-	part       Part
-	// toSeconds divides a timer's values by 1000 for the histogram; the
-	// interval statistics keep the client's milliseconds.
-	toSeconds bool
-}
-
-// refusal is what the name cache holds for a refused raw StatsD key, so that
-// a name refused again and again (past a cap, in conflict, dropped by a
-// mapping) neither maps anew nor takes the registry lock for every line:
-// reason says why, or conflict that the name's type conflicts with its
-// family's. It is remembered until until.
-type refusal struct {
-	until      int64
-	generation uint32
-	reason     DropReason
-	conflict   bool
-}
-
-func (r refusal) String() string {
-	if r.conflict {
-		return "conflict"
-	}
-	return r.reason.String()
+	return s.extra.hist.bucketIndex(b)
 }
 
 // applyResult is what became of a sample applied to a series.
@@ -154,13 +161,26 @@ const (
 // counter's total or delta, a relative gauge, a histogram's or summary's
 // count and sum, a timer's statistics. A gauge set to ±Inf or NaN keeps it:
 // that is what the client measured, and the sinks that cannot store it skip
-// it.
-func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) applyResult {
+// it. It reports whether the series must now be listed among those the
+// interval's end looks at (see Model.markChanged).
+func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) (applyResult, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed.Load() {
-		return expired
+		return expired, false
 	}
+	if r := s.applyValues(b, smp, now, lim); r != applied {
+		return r, false
+	}
+	s.touched = true
+	s.lastSeen = now
+	list := !s.listed
+	s.listed = true
+	return applied, list
+}
+
+func (s *Series) applyValues(b *binding, smp *ingest.Sample, now int64, lim *limits) applyResult {
+	x := s.extra
 	switch s.kind {
 	case KindCounter:
 		// Etsy statsd adds value * (1/rate), which is not always value/rate
@@ -181,35 +201,37 @@ func (s *Series) apply(b *binding, smp *ingest.Sample, now int64, lim *limits) a
 		}
 		s.value = v
 	case KindSet:
-		s.set.add(smp.Member, lim.exactSetMembers)
+		x.set.add(smp.Member, lim.exactSetMembers)
 	case KindHistogram, KindSummary:
 		w := smp.Weight()
-		if !s.canObserve(b, smp.Values, w) {
+		if !s.canObserve(b, smp, w) {
 			return nonFinite
 		}
 		for _, raw := range smp.Values {
-			v := b.observed(raw)
-			if s.hist != nil {
-				s.hist.observe(s.family.Buckets, v, w)
+			v := b.observed(raw, smp)
+			if x.hist != nil {
+				if halvings := x.hist.observe(s.family.shape.buckets, v, w); halvings > 0 {
+					lim.nativeReductions.Add(uint64(halvings))
+				}
 			} else {
-				s.summary.observe(v, w, now)
+				x.summary.observe(v, w, now)
 			}
-			s.timer.add(raw, w, lim.exactTimerValues)
+			x.timer.add(raw, w, lim.exactTimerValues)
 		}
 	case KindPrebucketed, KindPresummed:
 		if !s.applyPart(b.part, smp) {
 			return nonFinite
 		}
 	}
-	s.touched = true
-	s.lastSeen = now
 	return applied
 }
 
-// observed is a raw value as its series observes it.
-func (b *binding) observed(raw float64) float64 {
+// observed is a raw value of a sample as its series observes it: a timer's
+// milliseconds become seconds for the histogram or summary (the interval
+// statistics keep the client's milliseconds).
+func (b *binding) observed(raw float64, smp *ingest.Sample) float64 {
 	v := scaled(raw, b.scale)
-	if b.toSeconds {
+	if smp.Type == ingest.Timer {
 		v /= 1000
 	}
 	return v
@@ -224,17 +246,18 @@ const maxTimerSum = math.MaxFloat64 / 4
 // state finite. It runs the sums as observing does, in the same order, so
 // its answer is exact. A bucket counts a part of what the count counts,
 // so a finite count keeps the buckets finite.
-func (s *Series) canObserve(b *binding, values []float64, w float64) bool {
+func (s *Series) canObserve(b *binding, smp *ingest.Sample, w float64) bool {
+	x := s.extra
 	var count, sum, deltaSum float64
-	if s.hist != nil {
-		count, sum, deltaSum = s.hist.count, s.hist.sum, s.hist.dSum
+	if x.hist != nil {
+		count, sum, deltaSum = x.hist.count, x.hist.sum, x.hist.dSum
 	} else {
-		count, sum = s.summary.count, s.summary.sum
+		count, sum = x.summary.count, x.summary.sum
 	}
-	t := s.timer
+	t := x.timer
 	timerCount, timerSum, timerSumSq := t.count, t.sum, t.sumSq
-	for _, raw := range values {
-		v := b.observed(raw)
+	for _, raw := range smp.Values {
+		v := b.observed(raw, smp)
 		count += w
 		sum += v * w
 		deltaSum += v * w
@@ -254,15 +277,16 @@ func finite(v float64) bool { return !math.IsInf(v, 0) && !math.IsNaN(v) }
 // changes nothing, when the line would make the state non-finite.
 func (s *Series) applyPart(p Part, smp *ingest.Sample) bool {
 	v := smp.Values[0] / smp.Rate
+	h := s.extra.hist
 	switch {
 	case p == PartCount:
-		return s.hist.addCount(v)
+		return h.addCount(v)
 	case p == PartSum && s.kind == KindPrebucketed:
-		return s.hist.setRunningSum(smp.Values[0])
+		return h.setRunningSum(smp.Values[0])
 	case p == PartSum:
-		return s.hist.addSum(v)
-	case p >= 0 && int(p) < len(s.hist.buckets):
-		return s.hist.addBucket(int(p), v)
+		return h.addSum(v)
+	case p >= 0 && int(p) < len(h.buckets):
+		return h.addBucket(int(p), v)
 	}
 	return true
 }
@@ -312,19 +336,21 @@ func (sn *snapshotter) reset() {
 // concurrent update lands either in this snapshot or in the next, never in
 // both or neither.
 func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
+	x := s.extra
 	// A self-metric's value is read before the lock: reading it may take
 	// other locks (the model's), and the order is always model, then series.
-	if s.own != nil && s.own.summary != nil {
+	own := x != nil && x.own != nil
+	if own && x.own.summary != nil {
 		sn.takeOwnSummary(s, p, endInterval)
 		return
 	}
 	var read float64
-	if s.own != nil {
-		read = s.own.value()
+	if own {
+		read = x.own.value()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.own != nil {
+	if own {
 		if s.kind == KindCounter {
 			s.delta += read - s.value
 		}
@@ -335,29 +361,29 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 	switch s.kind {
 	case KindSet:
 		if endInterval {
-			p.Value = s.set.endInterval()
+			p.Value = x.set.endInterval()
 		} else {
-			p.Value = s.set.last
+			p.Value = x.set.last
 		}
 	case KindHistogram, KindPrebucketed:
 		sn.histograms = append(sn.histograms, HistogramPoint{})
 		p.Histogram = &sn.histograms[len(sn.histograms)-1]
-		s.hist.snapshot(p.Histogram, s.family.Buckets, sn, endInterval)
+		x.hist.snapshot(p.Histogram, s.family.shape.buckets, sn, endInterval)
 	case KindPresummed:
 		var h HistogramPoint
-		s.hist.snapshot(&h, nil, sn, endInterval)
+		x.hist.snapshot(&h, nil, sn, endInterval)
 		sn.summaries = append(sn.summaries, SummaryPoint{Count: h.Count, Sum: h.Sum, DeltaCount: h.DeltaCount, DeltaSum: h.DeltaSum})
 		p.Summary = &sn.summaries[len(sn.summaries)-1]
 	case KindSummary:
 		sn.summaries = append(sn.summaries, SummaryPoint{})
 		p.Summary = &sn.summaries[len(sn.summaries)-1]
-		s.summary.snapshot(p.Summary, s.family.Summary.Quantiles, &sn.floats, sn.now)
+		x.summary.snapshot(p.Summary, s.family.shape.summary.Quantiles, &sn.floats, sn.now)
 	}
 	if endInterval {
-		if s.timer != nil {
+		if x != nil && x.timer != nil {
 			sn.stats = append(sn.stats, TimerStats{})
 			p.Stats = &sn.stats[len(sn.stats)-1]
-			s.timer.stats(p.Stats, sn.percentiles)
+			x.timer.stats(p.Stats, sn.percentiles)
 		}
 		s.touched = false
 		s.delta = 0
@@ -369,7 +395,7 @@ func (sn *snapshotter) take(s *Series, p *Point, endInterval bool) {
 // series keeps as its value (count) and delta (sum).
 func (sn *snapshotter) takeOwnSummary(s *Series, p *Point, endInterval bool) {
 	var sp SummaryPoint
-	s.own.summary(&sp)
+	s.extra.own.summary(&sp)
 	start := len(sn.floats)
 	sn.floats = append(sn.floats, sp.Quantiles...)
 	sp.Quantiles = sn.floats[start:len(sn.floats):len(sn.floats)]
@@ -383,6 +409,40 @@ func (sn *snapshotter) takeOwnSummary(s *Series, p *Point, endInterval bool) {
 	}
 }
 
+// endInterval starts the series' next interval without a snapshot: what a
+// flush with no push sink does to the series that changed. It reports
+// whether the series must be looked at again when the next interval ends
+// (a set that counted members must then count none), and when its last
+// sample came.
+func (s *Series) endInterval() (again bool, lastSeen int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x := s.extra; x != nil {
+		switch {
+		case x.set != nil:
+			again = x.set.endInterval() != 0
+		case x.hist != nil:
+			x.hist.endInterval()
+		}
+		if x.timer != nil {
+			x.timer.reset()
+		}
+	}
+	s.touched = false
+	s.delta = 0
+	s.listed = again
+	return again, s.lastSeen
+}
+
+// unlist marks the series as out of the lists of changed series, and
+// returns when its last sample came.
+func (s *Series) unlist() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listed = false
+	return s.lastSeen
+}
+
 // expireIfIdle removes the series when no sample arrived after t (unix
 // nanoseconds). The check and the mark happen under the series' lock, so a
 // sample is either applied before (and the series stays) or finds it
@@ -390,7 +450,7 @@ func (sn *snapshotter) takeOwnSummary(s *Series, p *Point, endInterval bool) {
 func (s *Series) expireIfIdle(t int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.own != nil || s.lastSeen >= t {
+	if s.lastSeen >= t {
 		return false
 	}
 	s.removed.Store(true)

@@ -148,7 +148,8 @@ func (e *Encoder) line(b []byte, p *model.Point, ts time.Time, seconds float64) 
 	var n int
 	switch {
 	case e.opts.Shape == ShapePrometheus:
-		e.enc.StartLine(prometheusName(s.Family()))
+		f := s.Family()
+		e.enc.StartLine(prometheusName(&f))
 		e.addTags()
 		n = e.prometheusFields(p)
 	case e.opts.Shape == ShapeTelegraf && !e.prosody(s) && !s.Registered():

@@ -76,21 +76,23 @@ const (
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 	e.ms = f.End.UnixMilli()
 	native := e.opts.NativeHistograms && !e.native.refusing(time.Now())
-	var family *model.Family
+	var family model.Family
+	started := false
 	for i := range f.Points {
 		p := &f.Points[i]
 		if e.opts.DeleteIdle && !p.Touched {
 			continue
 		}
-		if fam := p.Series.Family(); fam != family {
-			family = fam
-			buf.Append(func(b []byte) []byte { return appendMetadata(b, fam) })
+		// Families have names of their own: a new name is a new family.
+		if fam := p.Series.Family(); !started || fam.Name != family.Name {
+			family, started = fam, true
+			buf.Append(func(b []byte) []byte { return appendMetadata(b, &family) })
 		}
-		buf.Append(func(b []byte) []byte { return e.appendPoint(b, family, p) })
+		buf.Append(func(b []byte) []byte { return e.appendPoint(b, &family, p) })
 		switch {
 		case p.Histogram == nil || p.Histogram.Native == nil || !e.opts.NativeHistograms:
 		case native:
-			buf.Append(func(b []byte) []byte { return e.appendNative(b, family, p) })
+			buf.Append(func(b []byte) []byte { return e.appendNative(b, &family, p) })
 		default:
 			e.Skipped.Add(1)
 		}
