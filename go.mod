@@ -20,7 +20,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0 // the process_* and go_* collectors, as self-metrics
 	github.com/prometheus/statsd_exporter v0.31.0 // pkg/mapper: mapping files and names exactly as statsd_exporter has them
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // Jaro-Winkler: "did you mean" for a mistyped flag or command (urfave/cli's own)
-	go.yaml.in/yaml/v2 v2.4.4 // e2e: reads the example alert rules and their promtool tests (statsd_exporter's YAML already)
+	go.yaml.in/yaml/v2 v2.4.4 // whether a mapping file sets native histogram options (statsd_exporter's YAML); e2e: the example alert rules and their promtool tests
 )
 
 require (

@@ -97,10 +97,11 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 	}
 	for i, rw := range cfg.RemoteWrite {
 		enc := remotewrite.NewEncoder(remotewrite.Options{
-			ExternalLabels: externalLabels(rw.ExternalLabels),
-			DeleteIdle:     rw.DeleteIdle,
-			CreatedSeries:  rw.CreatedSeries,
-			LEFormat:       leFormat(rw.LEFormat),
+			ExternalLabels:   externalLabels(rw.ExternalLabels),
+			DeleteIdle:       rw.DeleteIdle,
+			CreatedSeries:    rw.CreatedSeries,
+			LEFormat:         leFormat(rw.LEFormat),
+			NativeHistograms: rw.NativeHistograms,
 		})
 		client, err := httpClientOptions(fmt.Sprintf("remote_write[%d]", i), rw.Timeout.D(), rw.HTTPClient, logger)
 		if err != nil {
@@ -108,9 +109,10 @@ func newPushes(cfg config.Config, logger *slog.Logger, events *throttle.Log) ([]
 			return nil, err
 		}
 		t := remotewrite.NewTransport(rw.URL, remoteWriteHeaders(rw), client)
+		t.Tell(enc)
 		plan := pushOptions(fmt.Sprintf("remote_write[%d]", i), "remote_write "+rw.URL, "", rw.Push, logger, events)
 		plan.target = "remote_write " + config.RedactURL(rw.URL)
-		plan.conf, plan.enc, plan.t, plan.skipped, plan.close = rw, enc, t, func() uint64 { return 0 }, func() {}
+		plan.conf, plan.enc, plan.t, plan.skipped, plan.close = rw, enc, t, enc.Skipped.Load, func() {}
 		out = append(out, plan)
 	}
 	return out, nil

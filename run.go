@@ -450,6 +450,8 @@ func newMappers(cfg config.Config, state *prosody.State) ([]model.Mapper, model.
 	if len(cfg.Statsd.HistogramBuckets) > 0 {
 		observers.Buckets = cfg.Statsd.HistogramBuckets
 	}
+	observers.Native = model.NativeOptions{BucketFactor: cfg.Mapping.NativeHistogramBucketFactor,
+		MaxBuckets: uint32(cfg.Mapping.NativeHistogramMaxBuckets)}
 	var mappers []model.Mapper
 	if cfg.Prosody.Prefix != "" {
 		own := make([]prosody.Entry, len(cfg.Prosody.Families))
@@ -468,6 +470,7 @@ func newMappers(cfg config.Config, state *prosody.State) ([]model.Mapper, model.
 		if err != nil {
 			return nil, observers, err
 		}
+		fm.NativeDefaults(observers.Native)
 		mappers = append(mappers, fm)
 		observers = fm.Observers()
 	}

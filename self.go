@@ -107,6 +107,8 @@ func registerSelfMetrics(r *relay) *selfMetrics {
 		u64(r.seen.Forgotten))
 
 	gauge("statsbridge_model_series", "Series held", nil, func() float64 { return float64(m.Series()) })
+	counter("statsbridge_model_native_schema_reductions", "Times a series' native histogram passed its bucket cap (native_histogram_max_buckets) and merged its buckets in pairs, halving its resolution",
+		nil, u64(m.NativeSchemaReductions))
 	counter("statsbridge_model_conflicts", "Samples whose type conflicts with their family's, dropped", nil, u64(m.Conflicts))
 	for _, reason := range model.DropReasons() {
 		name, help := "statsbridge_model_dropped_samples", "Samples dropped by a mapping, a label limit, as their state would become non-finite, or past the bucket bounds a Prosody histogram series may learn, by reason"

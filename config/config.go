@@ -82,9 +82,13 @@ type ProsodyFamily struct {
 	Values  map[string][]string `toml:"values"`
 }
 
-// Mapping points at a statsd_exporter mapping file.
+// Mapping points at a statsd_exporter mapping file, and says whether
+// timers, histograms and distributions keep native histograms where the
+// file does not say.
 type Mapping struct {
-	File string `toml:"file"`
+	File                        string  `toml:"file"`
+	NativeHistogramBucketFactor float64 `toml:"native_histogram_bucket_factor"`
+	NativeHistogramMaxBuckets   int     `toml:"native_histogram_max_buckets"`
 }
 
 // Limits bound what the model keeps.
@@ -247,6 +251,10 @@ type RemoteWrite struct {
 	PasswordFile  string `toml:"password_file"`
 	CreatedSeries bool   `toml:"created_series"`
 	LEFormat      string `toml:"le_format"`
+	// NativeHistograms sends the native histograms of the families that
+	// keep them (Prometheus 2.40+ with --enable-feature=native-histograms,
+	// 3.x, Mimir, Thanos, VictoriaMetrics 1.91+ take them).
+	NativeHistograms bool `toml:"native_histograms"`
 	HTTPClient
 	Push
 }
@@ -281,6 +289,7 @@ func Default() Config {
 			SourceLabel:                "",
 		},
 		Prosody: Prosody{Prefix: "prosody", Hosts: []string{}, MetricsRefresh: Duration(5 * time.Minute), Families: []ProsodyFamily{}},
+		Mapping: Mapping{NativeHistogramMaxBuckets: 256},
 		Limits: Limits{
 			MaxSeries:           1_000_000,
 			MaxSeriesPerFamily:  100_000,

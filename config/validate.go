@@ -89,6 +89,12 @@ func (c *Config) validate(keys keyIndex) Errors {
 		v.oneOf(key+".type", f.Type, "counter", "gauge", "histogram", "summary")
 	}
 
+	f := c.Mapping.NativeHistogramBucketFactor
+	v.check("mapping.native_histogram_bucket_factor", f == 0 || f > 1 && !math.IsInf(f, 1),
+		"must be 0 (no native histograms) or more than 1 (1.1: buckets at most 10%% wider than the one before)")
+	v.check("mapping.native_histogram_max_buckets", c.Mapping.NativeHistogramMaxBuckets >= 1 && c.Mapping.NativeHistogramMaxBuckets <= 16384,
+		"must be 1 to 16384")
+
 	v.check("limits.max_series", c.Limits.MaxSeries > 0, "must be more than 0")
 	v.check("limits.max_series_per_family", c.Limits.MaxSeriesPerFamily > 0, "must be more than 0")
 	v.check("limits.series_ttl", c.Limits.SeriesTTL >= 0, "must not be negative")

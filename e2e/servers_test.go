@@ -326,20 +326,24 @@ type prometheus struct {
 	URL string
 }
 
-func startPrometheus(t testing.TB) *prometheus {
+// startPrometheus starts one, with flags added to its command line
+// ("--enable-feature=native-histograms").
+func startPrometheus(t testing.TB, flags ...string) *prometheus {
 	t.Helper()
 	bin := need(t, "prometheus")
 	dir := t.TempDir()
 	port := freePort(t)
 	write(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 15s\nscrape_configs: []\n")
 	mk := func() *exec.Cmd {
-		return exec.Command(bin,
+		cmd := exec.Command(bin,
 			"--config.file="+filepath.Join(dir, "prometheus.yml"),
 			"--storage.tsdb.path="+filepath.Join(dir, "data"),
 			"--storage.tsdb.retention.time=1d",
 			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 			"--web.enable-remote-write-receiver",
 			"--log.level=warn")
+		cmd.Args = append(cmd.Args, flags...)
+		return cmd
 	}
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
 	s := startServer(t, "prometheus", mk, httpReady(u+"/-/ready", http.StatusOK))

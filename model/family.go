@@ -84,6 +84,9 @@ type Family struct {
 	Buckets []Bucket
 	// Summary shapes a summary's quantiles.
 	Summary SummaryOptions
+	// Native turns on a histogram's native buckets, beside its classic
+	// ones. A family keeps the settings it was made with.
+	Native NativeOptions
 }
 
 // Label is one label of a series.

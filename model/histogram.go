@@ -128,6 +128,8 @@ type histogram struct {
 	// layout is set for a histogram that arrives in parts: the buckets
 	// are its bounds', in its order.
 	layout *wireLayout
+	// native is set for a histogram that also keeps native buckets.
+	native *nativeHistogram
 }
 
 func newHistogram(n int) *histogram {
@@ -157,8 +159,9 @@ func (h *histogram) bucketIndex(b Bucket) (int, bool) {
 	return i, ok
 }
 
-// observe records one value with a weight (1/sample rate).
-func (h *histogram) observe(bounds []Bucket, v, w float64) {
+// observe records one value with a weight (1/sample rate). It returns
+// how many times the native buckets halved their resolution.
+func (h *histogram) observe(bounds []Bucket, v, w float64) int {
 	for i := len(bounds) - 1; i >= 0 && v <= bounds[i].Bound; i-- {
 		h.buckets[i] += w
 		h.dBuckets[i] += w
@@ -167,6 +170,10 @@ func (h *histogram) observe(bounds []Bucket, v, w float64) {
 	h.dCount += w
 	h.sum += v * w
 	h.dSum += v * w
+	if h.native != nil {
+		return h.native.observe(v, w)
+	}
+	return 0
 }
 
 // addBucket adds a Prosody bucket delta: Prosody's buckets are already
@@ -242,6 +249,8 @@ type HistogramPoint struct {
 	DeltaBuckets []float64
 	DeltaCount   float64
 	DeltaSum     float64
+	// Native is the series' native histogram, when its family keeps one.
+	Native *NativePoint
 }
 
 // snapshot copies the state into p, with slices from the arenas. family
@@ -269,6 +278,9 @@ func (h *histogram) snapshot(p *HistogramPoint, family []Bucket, sn *snapshotter
 		all := sn.floats[startF:]
 		*p = HistogramPoint{Layout: sn.bounds[startB:len(sn.bounds):len(sn.bounds)], Buckets: all[:n:n], Count: h.count, Sum: h.sum,
 			DeltaBuckets: all[n:], DeltaCount: h.dCount, DeltaSum: h.dSum}
+	}
+	if h.native != nil {
+		p.Native = sn.native.take(h.native, endInterval)
 	}
 	if endInterval {
 		h.endInterval()

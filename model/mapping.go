@@ -3,12 +3,14 @@ package model
 import (
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/statsd_exporter/pkg/mapper"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/statsbridge/statsbridge/ingest"
 )
@@ -92,6 +94,8 @@ type ObserverDefaults struct {
 	// end with it. statsd_exporter does not, so names under a mapping file
 	// are left as they are.
 	SecondsSuffix bool
+	// Native turns on histograms' native buckets.
+	Native NativeOptions
 }
 
 // DefaultObservers is the choice without a mapping file: histograms with
@@ -150,6 +154,7 @@ func observerFamily(name string, typ ingest.Type, obs ObserverDefaults) Family {
 	}
 	if f.Type == Histogram {
 		f.Buckets = BucketsFor(obs.Buckets)
+		f.Native = obs.Native
 	} else {
 		f.Summary = obs.Summary
 	}
@@ -183,38 +188,100 @@ func tagLabels(tags []ingest.Tag) Labels {
 type FileMapper struct {
 	m   *mapper.MetricMapper
 	obs ObserverDefaults
+	// nativeDefaults says the file's defaults set native histogram
+	// options: obs.Native holds statsd_exporter's reading of them.
+	nativeDefaults bool
 }
 
 // LoadMappingFile reads and checks a statsd_exporter mapping file.
 func LoadMappingFile(path string) (*FileMapper, error) {
-	m := &mapper.MetricMapper{}
-	if err := m.InitFromFile(path); err != nil {
-		return nil, fmt.Errorf("mapping file %s: %w", path, err)
+	text, err := os.ReadFile(path)
+	if err == nil {
+		var fm *FileMapper
+		if fm, err = ParseMapping(string(text)); err == nil {
+			return fm, nil
+		}
 	}
-	return newFileMapper(m), nil
+	return nil, fmt.Errorf("mapping file %s: %w", path, err)
 }
 
 // ParseMapping reads a statsd_exporter mapping from YAML text.
-func ParseMapping(yaml string) (*FileMapper, error) {
+func ParseMapping(text string) (*FileMapper, error) {
 	m := &mapper.MetricMapper{}
-	if err := m.InitFromYAMLString(yaml); err != nil {
+	if err := m.InitFromYAMLString(text); err != nil {
 		return nil, err
 	}
-	return newFileMapper(m), nil
+	// pkg/mapper fills in defaults.histogram_options' native settings
+	// when the file has none (a factor of 1.1, 256 buckets), so whether
+	// the file set them is read from the text.
+	var said struct {
+		Defaults struct {
+			HistogramOptions struct {
+				Factor     float64 `yaml:"native_histogram_bucket_factor"`
+				MaxBuckets uint32  `yaml:"native_histogram_max_buckets"`
+			} `yaml:"histogram_options"`
+		} `yaml:"defaults"`
+	}
+	if err := yaml.Unmarshal([]byte(text), &said); err != nil {
+		return nil, err
+	}
+	opts := said.Defaults.HistogramOptions
+	return newFileMapper(m, opts.Factor > 0 || opts.MaxBuckets > 0), nil
 }
 
-func newFileMapper(m *mapper.MetricMapper) *FileMapper {
+func newFileMapper(m *mapper.MetricMapper, nativeDefaults bool) *FileMapper {
 	d := m.Defaults
-	return &FileMapper{m: m, obs: ObserverDefaults{
+	fm := &FileMapper{m: m, nativeDefaults: nativeDefaults, obs: ObserverDefaults{
 		Type:    observerType(d.ObserverType),
 		Buckets: d.HistogramOptions.Buckets,
 		Summary: summaryOptions(&d.SummaryOptions, DefaultSummaryOptions),
 		TTL:     d.Ttl,
 	}}
+	if nativeDefaults {
+		fm.obs.Native = NativeOptions{BucketFactor: d.HistogramOptions.NativeHistogramBucketFactor,
+			MaxBuckets: d.HistogramOptions.NativeHistogramMaxBuckets}
+	}
+	return fm
 }
 
 // Observers are the file's defaults for names no mapping matches.
 func (f *FileMapper) Observers() ObserverDefaults { return f.obs }
+
+// NativeDefaults gives the native histogram settings of the histograms
+// for which the file sets none, in its defaults or their mapping:
+// statsbridge's own ([mapping] native_histogram_bucket_factor and
+// native_histogram_max_buckets). Where the file sets any, they mean what
+// they mean in statsd_exporter. It must be called before the mapper is
+// used.
+func (f *FileMapper) NativeDefaults(o NativeOptions) {
+	if !f.nativeDefaults {
+		f.obs.Native = o
+	}
+}
+
+// nativeOptions are a mapping's native histogram settings, as
+// statsd_exporter's registry picks them: the mapping's where it sets them
+// (above 0), the file's defaults' otherwise (pkg/mapper's 1.1 and 256
+// where the defaults do not say). A file that sets none anywhere for the
+// mapping gets f.obs.Native, statsbridge's own.
+func (f *FileMapper) nativeOptions(h *mapper.HistogramOptions) NativeOptions {
+	var factor float64
+	var maxBuckets uint32
+	if h != nil {
+		factor, maxBuckets = h.NativeHistogramBucketFactor, h.NativeHistogramMaxBuckets
+	}
+	if !f.nativeDefaults && factor <= 0 && maxBuckets == 0 {
+		return f.obs.Native
+	}
+	d := f.m.Defaults.HistogramOptions
+	if factor <= 0 {
+		factor = d.NativeHistogramBucketFactor
+	}
+	if maxBuckets == 0 {
+		maxBuckets = d.NativeHistogramMaxBuckets
+	}
+	return NativeOptions{BucketFactor: factor, MaxBuckets: maxBuckets}
+}
 
 // statsd_exporter's observer default is a summary.
 func observerType(t mapper.ObserverType) Type {
@@ -271,6 +338,7 @@ func (f *FileMapper) Map(name string, typ ingest.Type, tags Labels) (Mapping, bo
 	if mm.HistogramOptions != nil && len(mm.HistogramOptions.Buckets) > 0 {
 		obs.Buckets = mm.HistogramOptions.Buckets
 	}
+	obs.Native = f.nativeOptions(mm.HistogramOptions)
 	obs.Summary = summaryOptions(mm.SummaryOptions, f.obs.Summary)
 	// defaultMapping sanitises the name once, through SanitizeMetricName's
 	// guard against the invalid UTF-8 that EscapeMetricName panics on.

@@ -61,6 +61,9 @@ type Tap interface {
 type limits struct {
 	exactTimerValues int
 	exactSetMembers  int
+	// nativeReductions counts native histograms' halvings past their
+	// bucket cap (the model's count).
+	nativeReductions *atomic.Uint64
 }
 
 // Model is the registry of families and series. Readers apply samples
@@ -116,6 +119,10 @@ type Model struct {
 	conflictLog, dropLog, fixLog *throttle.Event
 	// newNameLog shows, at debug level, each name as it is mapped.
 	newNameLog *throttle.Event
+
+	// nativeReductions counts native histograms' schema reductions past
+	// their bucket cap.
+	nativeReductions atomic.Uint64
 }
 
 // settings are what a reload changes: the mappers and the limits. A Writer
@@ -132,7 +139,7 @@ type settings struct {
 	boundLimit, refusedLimit int
 }
 
-func newSettings(opts Options, g generation) *settings {
+func newSettings(opts Options, g generation, nativeReductions *atomic.Uint64) *settings {
 	if opts.ExactTimerValues <= 0 {
 		opts.ExactTimerValues = 1000
 	}
@@ -143,7 +150,8 @@ func newSettings(opts Options, g generation) *settings {
 		opts.Observers = DefaultObservers
 	}
 	return &settings{mappers: opts.Mappers, observers: opts.Observers, generation: g, opts: opts,
-		limits: limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers},
+		limits: limits{exactTimerValues: opts.ExactTimerValues, exactSetMembers: opts.ExactSetMembers,
+			nativeReductions: nativeReductions},
 		// Four names per series hold Prosody's histograms (a name per
 		// bucket); a refused name is remembered until as many names as
 		// there may be series were refused after it.
@@ -179,7 +187,7 @@ func New(opts Options) *Model {
 	for i := range m.cache {
 		m.cache[i].reset()
 	}
-	m.settings.Store(newSettings(opts, 1))
+	m.settings.Store(newSettings(opts, 1, &m.nativeReductions))
 	return m
 }
 
@@ -203,7 +211,7 @@ func (m *Model) SetMappers(mappers []Mapper, observers ObserverDefaults) {
 // without a TTL of their mapping's expire after the new series_ttl from
 // the next interval's end.
 func (m *Model) Reconfigure(opts Options) {
-	m.settings.Store(newSettings(opts, m.settings.Load().generation+1))
+	m.settings.Store(newSettings(opts, m.settings.Load().generation+1, &m.nativeReductions))
 	// New maps free the memory (a cleared map keeps its size); the
 	// generation makes a binding made with the old settings while this
 	// runs a miss.

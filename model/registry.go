@@ -24,6 +24,7 @@ type familyShape struct {
 	labelNames []string
 	buckets    []Bucket
 	summary    SummaryOptions
+	native     NativeOptions
 }
 
 // sameShape reports whether a mapping's family may share a registered
@@ -70,7 +71,7 @@ const smallFamily = 8
 func (fe *familyEntry) Family() Family {
 	sh := fe.shape
 	return Family{Name: fe.name(), Type: sh.typ, Unit: sh.unit, Help: fe.text[fe.nameLen:], LabelNames: sh.labelNames,
-		Buckets: sh.buckets, Summary: sh.summary}
+		Buckets: sh.buckets, Summary: sh.summary, Native: sh.native}
 }
 
 func (fe *familyEntry) name() string { return fe.text[:fe.nameLen] }
@@ -115,7 +116,7 @@ func packStrings(name, help, key string) (text, sharedKey string) {
 
 // internShape returns the shared shape of f. m.mu is held.
 func (m *Model) internShape(f *Family) *familyShape {
-	sh := &familyShape{typ: f.Type, unit: f.Unit, labelNames: f.LabelNames, buckets: f.Buckets, summary: f.Summary}
+	sh := &familyShape{typ: f.Type, unit: f.Unit, labelNames: f.LabelNames, buckets: f.Buckets, summary: f.Summary, native: f.Native}
 	if len(m.shapes) >= maxShapes {
 		return sh
 	}
@@ -150,6 +151,10 @@ func shapeKey(f *Family) string {
 	b = strconv.AppendInt(b, int64(f.Summary.MaxAge), 16)
 	b = append(b, 0x1e)
 	b = strconv.AppendInt(b, int64(f.Summary.AgeBuckets), 16)
+	b = append(b, 0x1d)
+	b = strconv.AppendUint(b, math.Float64bits(f.Native.BucketFactor), 16)
+	b = append(b, 0x1e)
+	b = strconv.AppendUint(b, uint64(f.Native.MaxBuckets), 16)
 	return string(b)
 }
 

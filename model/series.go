@@ -114,6 +114,7 @@ func newSeries(fe *familyEntry, k Kind, labels Labels, key string, tags Labels, 
 		x.hist = newPartsHistogram(guesses)
 	case KindHistogram:
 		x.hist = newHistogram(len(fe.shape.buckets))
+		x.hist.native = newNativeHistogram(fe.shape.native)
 	case KindPresummed:
 		x.hist = newHistogram(0)
 	case KindSummary:
@@ -209,7 +210,9 @@ func (s *Series) applyValues(b *binding, smp *ingest.Sample, now int64, lim *lim
 		for _, raw := range smp.Values {
 			v := b.observed(raw, smp)
 			if x.hist != nil {
-				x.hist.observe(s.family.shape.buckets, v, w)
+				if halvings := x.hist.observe(s.family.shape.buckets, v, w); halvings > 0 {
+					lim.nativeReductions.Add(uint64(halvings))
+				}
 			} else {
 				x.summary.observe(v, w, now)
 			}
@@ -319,12 +322,14 @@ type snapshotter struct {
 	summaries   []SummaryPoint
 	stats       []TimerStats
 	percentiles []float64
+	native      nativeArena
 	now         int64
 }
 
 func (sn *snapshotter) reset() {
 	sn.floats, sn.histograms, sn.summaries, sn.stats = sn.floats[:0], sn.histograms[:0], sn.summaries[:0], sn.stats[:0]
 	sn.bounds = sn.bounds[:0]
+	sn.native.reset()
 }
 
 // take fills p. With endInterval, the interval's state starts over, so a

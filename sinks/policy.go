@@ -37,11 +37,19 @@ const (
 	ConfigError
 	// Permanent: no attempt can succeed (a request that cannot be built).
 	Permanent
+	// Unsupported: the backend does not take a kind of record the sink's
+	// configuration asks it to send (Prometheus 2.x without
+	// --enable-feature=native-histograms answers 500 "native histograms
+	// are disabled"). Only an operator can mend it, but unlike a
+	// configuration error the other records are good, and every flush
+	// would bring the same kind again: holding the batch would stall the
+	// sink for good.
+	Unsupported
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{"delivered", "network", "timeout", "throttled", "server_error",
-	"rejected", "partly_stored", "client_error", "permanent"}
+	"rejected", "partly_stored", "client_error", "permanent", "unsupported"}
 
 // String is the outcome's name in self-metrics (the reason label of
 // statsbridge_sink_failures_total).
@@ -143,6 +151,9 @@ const (
 	// Hold keeps the batch, for an operator to mend the configuration, and
 	// sends it again after Delay.
 	Hold
+	// Strip sends the batch again at once without the records the backend
+	// does not take (see Stripper), which are given up for Reason.
+	Strip
 )
 
 // Attempt is what the policy knows of the attempt just made.
@@ -214,6 +225,8 @@ func (p Policy) Decide(a Attempt, jitter float64) Decision {
 		return Decision{Action: Split}
 	case ConfigError:
 		return Decision{Action: Hold, Delay: p.retryDelay(a, jitter)}
+	case Unsupported:
+		return Decision{Action: Strip, Reason: DropUnsupported}
 	}
 	if !p.Spooled && p.MaxRetryAge > 0 && a.Age > p.MaxRetryAge {
 		return Decision{Action: Drop, Reason: DropRetryAge}

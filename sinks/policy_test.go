@@ -61,6 +61,10 @@ func TestPolicyDecide(t *testing.T) {
 			Attempt{Outcome: ConfigError, RetryAfter: 30 * time.Second, Failures: 1}, 0,
 			Decision{Action: Hold, Delay: 30 * time.Second}},
 
+		{"a kind of record the backend does not take (Prometheus without native histograms): strip them, send the rest at once",
+			base, Attempt{Outcome: Unsupported, Failures: 3, Records: 40, Age: time.Hour}, 0.5,
+			Decision{Action: Strip, Reason: DropUnsupported}},
+
 		{"refused batch: split", base, Attempt{Outcome: Refused, Failures: 1, Records: 1000, Bisection: bisect(1, 0, 0)}, 0,
 			Decision{Action: Split}},
 		{"refused single record: drop it at once", base,

@@ -33,6 +33,13 @@ type Unconfirmed interface {
 	Unconfirmed() []cork.Batch
 }
 
+// Stripper is what a Transport may also offer: when the backend answered
+// Unsupported, the batch without the records of the kind it does not take,
+// and how many it left out.
+type Stripper interface {
+	Strip(b cork.Batch) (kept cork.Batch, left int)
+}
+
 // Transport sends one batch to the backend. It only classifies the answer:
 // nil is delivered; otherwise a *Failure says what happened, and any other
 // error is a network failure (see OutcomeOf). What to do next is the
@@ -112,10 +119,14 @@ const (
 	DropShutdown              // undelivered when shutdown_timeout ran out, with no spool
 	DropSpoolFull             // the spool reached its size: its oldest go
 	DropSpoolError            // the spool could not be written
+	// DropUnsupported: a kind of record the backend does not take (see
+	// Unsupported).
+	DropUnsupported
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"queue_full", "retry_age", "rejected", "permanent", "shutdown", "spool_full", "spool_error"}
+var dropNames = [numDropReasons]string{"queue_full", "retry_age", "rejected", "permanent", "shutdown", "spool_full", "spool_error",
+	"unsupported"}
 
 func (r DropReason) String() string { return dropNames[r] }
 
@@ -165,7 +176,7 @@ type Push struct {
 	wake    chan struct{} // tells Run there is something to deliver
 	room    chan struct{} // tells a waiting flush the queue shrank, or the backend failed
 
-	failed, misconfigured, refused, givenUp, spoolFailed *throttle.Event
+	failed, misconfigured, refused, givenUp, spoolFailed, unsupported *throttle.Event
 }
 
 type queued struct {
@@ -203,6 +214,9 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 		refused:       ev.Event(slog.LevelError, "the backend refused records; they are dropped"),
 		givenUp:       ev.Event(slog.LevelError, "gave a batch up"),
 		spoolFailed:   ev.Event(slog.LevelError, "could not use the spool"),
+		unsupported: ev.Event(slog.LevelError, "the backend does not take records this sink is configured to send "+
+			"(a Prometheus without --enable-feature=native-histograms, for native_histograms = true); "+
+			"they are dropped and the rest is sent: turn the feature on, or the option off"),
 	}
 	p.name.Store(&opts.Name)
 	p.buf = cork.NewBuffer(opts.Batch, p.enqueue)
@@ -506,6 +520,25 @@ func (p *Push) Run(ctx context.Context) {
 			continue
 		case Split:
 			work = append(p.split(*q), work[1:]...)
+			continue
+		case Strip:
+			var kept cork.Batch
+			left := 0
+			if s, ok := transport.(Stripper); ok {
+				kept, left = s.Strip(q.batch)
+			}
+			if left == 0 {
+				// Nothing of the kind to leave out: the backend refuses
+				// the batch for what it is.
+				left, kept = q.batch.Len(), cork.Batch{}
+			}
+			p.stats.Dropped[d.Reason].Add(uint64(left))
+			p.unsupported.Log("sink", p.Name(), "answer", err.Error(), "dropped", left, "sent", kept.Len())
+			if kept.Len() == 0 {
+				work = p.done(work)
+			} else {
+				q.batch = kept
+			}
 			continue
 		case Drop:
 			if q.bisection != nil && outcome == Refused {

@@ -50,16 +50,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Only the formats served here: a client preferring protobuf gets its
-	// next choice, not text by default.
-	if expfmt.NegotiateAccept(r.Header, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText).
-		FormatType() == expfmt.TypeOpenMetrics {
+	// next choice, not text by default, unless there are native
+	// histograms, which only the protobuf exposition carries.
+	formats := []expfmt.Format{expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText}
+	if h.model.NativeHistograms() {
+		formats = append(formats, expfmt.FmtProtoDelim)
+	}
+	format := expfmt.NegotiateAccept(r.Header, formats...)
+	switch format.FormatType() {
+	case expfmt.TypeOpenMetrics:
 		w.Header().Set("Content-Type", ContentType)
 		if err := Write(w, h.model, h.opts); err != nil {
 			h.logger.Debug("scrape cut short", "err", err)
 		}
 		return
+	case expfmt.TypeProtoDelim:
+	default:
+		format = expfmt.NewFormat(expfmt.TypeTextPlain)
 	}
-	format := expfmt.NewFormat(expfmt.TypeTextPlain)
 	w.Header().Set("Content-Type", string(format))
 	enc := expfmt.NewEncoder(w, format)
 	h.model.Gather(func(f *model.Family, points []model.Point) {
@@ -118,8 +126,10 @@ func contains(prefixes []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// toDTO converts a family for expfmt's Prometheus text encoder. Counts are
-// written as floats: sample rates make them fractional.
+// toDTO converts a family for expfmt's Prometheus text and protobuf
+// encoders. Counts are written as floats, as sample rates make them
+// fractional, except a native histogram's when they are whole (see
+// nativeDTO).
 func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 	mf := &dto.MetricFamily{Name: proto.String(f.Name), Help: proto.String(f.Help)}
 	switch f.Type {
@@ -142,6 +152,8 @@ func toDTO(f *model.Family, points []model.Point) *dto.MetricFamily {
 			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)})
 		}
 		switch {
+		case p.Histogram != nil && p.Histogram.Native != nil:
+			m.Histogram = nativeDTO(p.Histogram)
 		case p.Histogram != nil:
 			h := &dto.Histogram{SampleCountFloat: proto.Float64(p.Histogram.Count), SampleSum: proto.Float64(p.Histogram.Sum)}
 			for j, b := range p.Histogram.Layout {

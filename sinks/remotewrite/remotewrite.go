@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
@@ -32,6 +34,9 @@ type Options struct {
 	// them (what Prometheus 2.x stores from a text scrape of Prosody), or
 	// as Prometheus 3 stores them.
 	LEFormat model.LEFormat
+	// NativeHistograms sends the native histograms of the histograms that
+	// keep one, beside their classic series (see appendNative).
+	NativeHistograms bool
 }
 
 // Encoder writes OpenMetrics names (counters as name_total, histograms as
@@ -49,6 +54,14 @@ type Encoder struct {
 	merged model.Labels // a point's labels with the external labels
 	labels []prompb.Label
 	ms     int64
+
+	// native is when the backend last refused native histograms.
+	native nativeRefusal
+	// Skipped counts the native histograms left out since.
+	Skipped atomic.Uint64
+	// scratch for native histograms
+	positive, negative             []prompb.BucketSpan
+	positiveDeltas, negativeDeltas []int64
 }
 
 // NewEncoder returns an encoder.
@@ -62,6 +75,7 @@ const (
 // Encode implements sinks.Encoder.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 	e.ms = f.End.UnixMilli()
+	native := e.opts.NativeHistograms && !e.native.refusing(time.Now())
 	var family model.Family
 	started := false
 	for i := range f.Points {
@@ -75,6 +89,13 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 			buf.Append(func(b []byte) []byte { return appendMetadata(b, &family) })
 		}
 		buf.Append(func(b []byte) []byte { return e.appendPoint(b, &family, p) })
+		switch {
+		case p.Histogram == nil || p.Histogram.Native == nil || !e.opts.NativeHistograms:
+		case native:
+			buf.Append(func(b []byte) []byte { return e.appendNative(b, &family, p) })
+		default:
+			e.Skipped.Add(1)
+		}
 	}
 }
 
@@ -181,7 +202,13 @@ type Transport struct {
 	header http.Header
 	client *http.Client
 	zbufs  sync.Pool // *[]byte
+	// native is told when the backend refuses native histograms (Tell).
+	native *nativeRefusal
 }
+
+// Tell makes the transport tell e when its backend refuses native
+// histograms, so that e leaves them out for a while.
+func (t *Transport) Tell(e *Encoder) { t.native = &e.native }
 
 // NewTransport returns a transport. headers may carry authentication.
 func NewTransport(url string, headers map[string]string, client sinks.ClientOptions) *Transport {
@@ -200,7 +227,9 @@ func NewTransport(url string, headers map[string]string, client sinks.ClientOpti
 // Send implements sinks.Transport. Prometheus refuses a whole request for one
 // bad sample, with 400 (out of order, duplicate, out of bounds) or, in 2.x,
 // 500 ("too old sample", "empty labelset"): both are refusals of the content,
-// never retried as they are.
+// never retried as they are. A 2.x without native histograms refuses a
+// request holding one with 500 "native histograms are disabled": the
+// batch goes again without them (see Strip).
 func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 	zbuf, _ := t.zbufs.Get().(*[]byte)
 	if zbuf == nil {
@@ -213,6 +242,9 @@ func (t *Transport) Send(ctx context.Context, b cork.Batch) error {
 		return fmt.Errorf("remote write: %w", err)
 	}
 	err = sinks.Classify(a)
+	if a.Status == http.StatusInternalServerError && strings.Contains(a.Body, nativeDisabled) {
+		return &sinks.Failure{Outcome: sinks.Unsupported, Err: err}
+	}
 	if a.Status == http.StatusInternalServerError &&
 		(strings.Contains(a.Body, "too old sample") || strings.Contains(a.Body, "empty labelset")) {
 		return &sinks.Failure{Outcome: sinks.Refused, Err: err}

@@ -76,6 +76,8 @@ func TestTransportAnswers(t *testing.T) {
 		{"out of order", 400, "out of order sample", sinks.Refused},
 		{"too old sample (2.x answers 500): refused, never retried as is", 500, "too old sample", sinks.Refused},
 		{"empty labelset (500): refused", 500, "empty labelset: invalid sample", sinks.Refused},
+		{"a Prometheus 2.x without native histograms (500): unsupported, sent again without them", 500,
+			"native histograms are disabled", sinks.Unsupported},
 		{"other 500", 500, "internal", sinks.ServerError},
 		{"429", 429, "", sinks.Throttled},
 		{"401", 401, "", sinks.ConfigError},
