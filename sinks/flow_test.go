@@ -426,3 +426,47 @@ func TestAFlushsBatchesGoTogetherAndFlushesInOrder(t *testing.T) {
 		})
 	}
 }
+
+// pointEncoder writes one record per point: its value.
+type pointEncoder struct{}
+
+func (pointEncoder) Encode(f *model.Flush, buf *cork.Buffer) {
+	for i := range f.Points {
+		v := f.Points[i].Value
+		buf.Append(func(b []byte) []byte { return fmt.Appendf(b, "%g\n", v) })
+	}
+}
+
+// TestABackendSlowerThanTheFlushesGetsEverySeriesInTurn: a backend that
+// takes a fifth of each flush before the next is due gets every series
+// within a few flushes, not the same fifth every time: each flush starts
+// where the one before was cut short, and what it could not reach is
+// counted.
+func TestABackendSlowerThanTheFlushesGetsEverySeriesInTurn(t *testing.T) {
+	const series = 5 * flushPart
+	tr := &fakeTransport{answer: func([]string) error { time.Sleep(time.Millisecond); return nil }}
+	p := NewPush(Options{Batch: cork.Limits{Records: 16, Bytes: 1 << 20}, QueueBytes: 1}, pointEncoder{}, tr)
+	runPush(t, p)
+	f := &model.Flush{Points: make([]model.Point, series)}
+	for i := range f.Points {
+		f.Points[i].Value = float64(i)
+	}
+	seen := map[string]bool{}
+	flushes := 0
+	for ; len(seen) < series && flushes < 100; flushes++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 80*time.Millisecond)
+		p.Flush(ctx, f)
+		<-ctx.Done() // the next flush is due no sooner
+		cancel()
+		for _, r := range tr.got() {
+			seen[r] = true
+		}
+	}
+	if len(seen) < series {
+		t.Errorf("after %d flushes the backend got %d of %d series", flushes, len(seen), series)
+	}
+	if p.Stats().Dropped[DropQueueFull].Load() == 0 {
+		t.Error("the points a flush could not reach were not counted")
+	}
+	t.Logf("%d flushes", flushes)
+}

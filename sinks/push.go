@@ -162,6 +162,13 @@ type Push struct {
 	// the flushes. Only Flush's goroutine uses them.
 	flushCtx context.Context
 	flushes  uint64
+	// resume is where the next flush starts. Behind a backend slower than
+	// the flushes, a flush stops where the next one is due and the next
+	// starts there, so that such a backend gets every series in turn, not
+	// the same ones every time. cut says a batch of the flush in progress
+	// was dropped for that reason. Only Flush's goroutine uses them.
+	resume int
+	cut    bool
 
 	mu        sync.Mutex
 	policy    Policy
@@ -308,9 +315,59 @@ func (p *Push) Flush(ctx context.Context, f *model.Flush) {
 		f = f.WithoutOwn()
 	}
 	p.buf.Cork()
-	p.enc.Encode(f, p.buf)
+	n := len(f.Points)
+	if n == 0 {
+		p.enc.Encode(f, p.buf)
+	}
+	start := p.resume
+	if start >= n {
+		start = 0
+	}
+	// From start to the end, then from the beginning to start, a part at
+	// a time, until the next flush is due while the backend is up but
+	// cannot keep up: the part in which that happened goes first next time.
+	p.cut = false
+	encoded, cutPart := 0, 0
+	for encoded < n && !p.behind(ctx) {
+		from := (start + encoded) % n
+		to := n
+		if from < start {
+			to = start
+		}
+		to = min(to, from+flushPart)
+		part := *f
+		part.Points = f.Points[from:to]
+		p.enc.Encode(&part, p.buf)
+		if p.cut {
+			cutPart = to - from
+			break
+		}
+		encoded += to - from
+	}
 	p.buf.Uncork()
+	if encoded < n {
+		p.resume = (start + encoded) % n
+		// The part that was cut short was counted as its batches were
+		// dropped; the parts after it were never encoded.
+		p.stats.Dropped[DropQueueFull].Add(uint64(n - encoded - cutPart))
+	}
 	p.flushCtx = nil
+}
+
+// flushPart is how many points a flush encodes between two looks at
+// whether the next flush is due.
+const flushPart = 1024
+
+// behind reports whether the next flush is due while the backend is up,
+// taking batches more slowly than the flushes come, and there is no spool
+// to keep what it cannot take.
+func (p *Push) behind(ctx context.Context) bool {
+	if ctx.Err() == nil || p.spool != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.failing
 }
 
 // enqueue takes a full batch from the cork buffer.
@@ -335,8 +392,16 @@ func (p *Push) enqueue(b cork.Batch) {
 			p.qbytes += cap(b.Data) // what it holds in memory, not only what it uses
 			p.stats.QueueBytes.Store(int64(p.qbytes))
 			return
+		case !p.failing && ctx.Err() != nil && p.spool == nil:
+			// A backend slower than the flushes, and no spool to keep
+			// what it cannot take: what this flush has not queued yet
+			// goes first in the next one.
+			p.cut = true
+			p.stats.Dropped[DropQueueFull].Add(uint64(b.Len()))
+			return
 		case p.failing || ctx.Err() != nil:
-			// An outage, or a backend slower than the flushes: make room.
+			// An outage, or a backend slower than the flushes with a
+			// spool: make room.
 			if p.spool != nil {
 				p.spill(nil)
 				continue
