@@ -107,7 +107,14 @@ func etsyUpper(lines []timerLine, pct float64) float64 {
 // whatever the pace), flushes every second, keeps native histograms at a
 // bucket factor of 1.1 and remote-writes them to prom as relay label.
 func nativeRelay(t *testing.T, promURL, label string) *relay {
-	return startRelay(t, fmt.Sprintf(`
+	return startRelay(t, nativeRelayConfig(promURL)+fmt.Sprintf("self_metrics = false\nexternal_labels = { relay = %q }\n", label))
+}
+
+// nativeRelayConfig reads StatsD over TCP, flushes every second, keeps
+// native histograms at a bucket factor of 1.1 and sends them to promURL;
+// keys of that [[remote_write]] may follow.
+func nativeRelayConfig(promURL string) string {
+	return fmt.Sprintf(`
 [statsd]
 udp = []
 tcp = ["127.0.0.1:0"]
@@ -119,9 +126,7 @@ native_histogram_bucket_factor = 1.1
 [[remote_write]]
 url = "%s/api/v1/write"
 native_histograms = true
-self_metrics = false
-external_labels = { relay = %q }
-`, promURL, label))
+`, promURL)
 }
 
 // promResult is one element of a Prometheus query's result.
@@ -386,19 +391,7 @@ func nativeDifference(got, want *dto.Histogram) string {
 // retried nor held, and the refusal is counted.
 func TestNativeHistogramsToAPrometheusWithout(t *testing.T) {
 	prom := startPrometheus(t)
-	r := startRelay(t, fmt.Sprintf(`
-[statsd]
-udp = []
-tcp = ["127.0.0.1:0"]
-flush_interval = "1s"
-[http]
-listen = "127.0.0.1:0"
-[mapping]
-native_histogram_bucket_factor = 1.1
-[[remote_write]]
-url = "%s/api/v1/write"
-native_histograms = true
-`, prom.URL))
+	r := startRelay(t, nativeRelayConfig(prom.URL))
 	name := uniqueName("native_off")
 	r.sendTCP(t, fmt.Sprintf("%s:12|ms\n%s:40|ms|@0.5\n%s_hits:3|c\n", name, name, name))
 	eventually(t, 15*time.Second, "the classic series and the counter in Prometheus", func() (bool, string) {

@@ -52,6 +52,11 @@ func (m *Model) settled(s *Series, lastSeen int64) {
 		l.unlink(n)
 	}
 	n.since = m.lastEnd
+	l.pushBack(n)
+}
+
+// pushBack links n at the list's tail, as the latest to change.
+func (l *expiryList) pushBack(n *expiryNode) {
 	n.older, n.newer, n.linked = l.tail, nil, true
 	if l.tail != nil {
 		l.tail.newer = n
@@ -182,13 +187,7 @@ func (m *Model) timeUntimed() {
 		} else {
 			next, nodes = nodes[0], nodes[1:]
 		}
-		next.older, next.newer, next.linked = l.tail, nil, true
-		if l.tail != nil {
-			l.tail.newer = next
-		} else {
-			l.head = next
-		}
-		l.tail = next
+		l.pushBack(next)
 	}
 }
 

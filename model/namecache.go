@@ -61,26 +61,26 @@ func appendCacheKey(b []byte, smp *ingest.Sample) []byte {
 
 func (m *Model) cacheBinding(shard *cacheShard, key uint64, b binding, limit int) {
 	shard.mu.Lock()
-	if len(shard.bound) >= limit {
-		for k := range shard.bound { // evict one at random
-			delete(shard.bound, k)
-			break
-		}
-	}
-	shard.bound[key] = b
+	putEvicting(shard.bound, key, b, limit)
 	shard.mu.Unlock()
 }
 
 func (m *Model) cacheRefusal(shard *cacheShard, key uint64, r refusal, limit int) {
 	shard.mu.Lock()
-	if len(shard.refused) >= limit {
-		for k := range shard.refused { // evict one at random
-			delete(shard.refused, k)
+	putEvicting(shard.refused, key, r, limit)
+	shard.mu.Unlock()
+}
+
+// putEvicting stores v under key, first evicting an entry at random when
+// the cache already holds limit of them.
+func putEvicting[V any](cache map[uint64]V, key uint64, v V, limit int) {
+	if len(cache) >= limit {
+		for k := range cache {
+			delete(cache, k)
 			break
 		}
 	}
-	shard.refused[key] = r
-	shard.mu.Unlock()
+	cache[key] = v
 }
 
 // binding is what the model's name cache holds for a raw StatsD key bound

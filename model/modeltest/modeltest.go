@@ -73,6 +73,26 @@ func Flush(m *model.Model, iv cork.Interval) *model.Flush {
 	return f
 }
 
+// NativeLines are timers, histograms and distributions, sampled at rates
+// whose inverse is whole and is not, with negative and zero values.
+var NativeLines = []string{"api.time:250|ms", "api.time:1500|ms|@0.25", "api.time:3|ms|@0.3", "size:-3|h", "size:0|d", "hits:1|c"}
+
+// NativeFlushes collects NativeLines from two models over the interval from
+// start: one that keeps no native histograms, and one that keeps them with
+// a cap of two buckets (so that the schema is halved). What the push sinks
+// render from the two must be the same.
+func NativeFlushes(t testing.TB, start time.Time) (without, with *model.Flush) {
+	t.Helper()
+	flush := func(native model.NativeOptions) *model.Flush {
+		obs := model.DefaultObservers
+		obs.Native = native
+		m := model.New(model.Options{MaxSeries: 100, MaxSeriesPerFamily: 100, Percentiles: []float64{90}, Observers: obs})
+		Feed(t, m, NativeLines...)
+		return Flush(m, Interval(start))
+	}
+	return flush(model.NativeOptions{}), flush(model.NativeOptions{BucketFactor: 1.1, MaxBuckets: 2})
+}
+
 // HostileLines are StatsD lines whose tags would make invalid series if
 // taken as sent: le on histograms, quantile on summaries, names that are
 // equal once sanitised, reserved names, tags that repeat a Prosody family's
