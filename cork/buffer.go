@@ -101,8 +101,13 @@ func (b *Buffer) release() {
 		return
 	}
 	batch := b.pending
-	// The next batch starts small: a batch waits in its sink's queue
-	// holding all its capacity, so it must not inherit a large one.
-	b.pending = Batch{}
+	// The next batch starts with room for one like this one, so that the
+	// batches of a large flush are allocated once each rather than grown
+	// by doubling (which allocated four times the bytes a flush holds). No
+	// more than the byte limit: a batch waits in its sink's queue holding
+	// all its capacity, so one with an oversized record must not hand its
+	// size on.
+	data := min(len(batch.Data)+len(batch.Data)/8, b.limits.Bytes)
+	b.pending = Batch{Data: make([]byte, 0, data), Ends: make([]int, 0, len(batch.Ends))}
 	b.emit(batch)
 }
