@@ -177,7 +177,13 @@ func (r *relay) wait(t testing.TB) {
 // sendUDP sends each payload as one datagram.
 func (r *relay) sendUDP(t testing.TB, payloads ...string) {
 	t.Helper()
-	c, err := net.Dial("udp", r.UDP)
+	sendUDPTo(t, r.UDP, payloads...)
+}
+
+// sendUDPTo sends each payload as one datagram to addr.
+func sendUDPTo(t testing.TB, addr string, payloads ...string) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
