@@ -173,6 +173,9 @@ type Push struct {
 	mu        sync.Mutex
 	policy    Policy
 	transport Transport
+	// concurrency is opts.Concurrency for Run, which may not read opts
+	// while Reconfigure changes them.
+	concurrency int
 	// retired are transports Reconfigure replaced; Run closes them.
 	retired []Transport
 	queue   []queued
@@ -214,7 +217,7 @@ func NewPush(opts Options, enc Encoder, t Transport) *Push {
 		opts.Events = throttle.New(opts.Logger, time.Second)
 	}
 	ev := opts.Events
-	p := &Push{opts: opts, policy: policyOf(opts), enc: enc, transport: t, spool: opts.Spool,
+	p := &Push{opts: opts, policy: policyOf(opts), concurrency: opts.Concurrency, enc: enc, transport: t, spool: opts.Spool,
 		wake: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		failed:        ev.Event(slog.LevelWarn, "delivery failed; will retry"),
 		misconfigured: ev.Event(slog.LevelError, "the backend refuses this sink's configuration (URL, database, credentials or certificates); the data waits until it is mended"),
@@ -265,6 +268,7 @@ func (p *Push) Reconfigure(opts Options, enc Encoder, t Transport, spoolBytes in
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.policy = policyOf(opts)
+	p.concurrency = opts.Concurrency
 	if t != p.transport {
 		p.retired = append(p.retired, p.transport)
 		p.transport = t
@@ -275,14 +279,14 @@ func (p *Push) Reconfigure(opts Options, enc Encoder, t Transport, spoolBytes in
 	p.signal(p.wake)
 }
 
-// current returns the transport and retry policy in force, and closes the
-// transports Reconfigure replaced, returning what they wrote but could not
-// confirm: it is sent again first.
-func (p *Push) current() (Transport, Policy, []queued) {
+// current returns the transport, retry policy and concurrency in force,
+// and closes the transports Reconfigure replaced, returning what they wrote
+// but could not confirm: it is sent again first.
+func (p *Push) current() (Transport, Policy, int, []queued) {
 	p.mu.Lock()
 	retired := p.retired
 	p.retired = nil
-	t, policy := p.transport, p.policy
+	t, policy, concurrency := p.transport, p.policy, p.concurrency
 	p.mu.Unlock()
 	var unconfirmed []queued
 	for _, old := range retired {
@@ -295,7 +299,7 @@ func (p *Push) current() (Transport, Policy, []queued) {
 			c.Close()
 		}
 	}
-	return t, policy, unconfirmed
+	return t, policy, concurrency, unconfirmed
 }
 
 // Name is the sink's name.
@@ -493,7 +497,7 @@ func (p *Push) Run(ctx context.Context) {
 	defer func() {
 		stopSyncing()
 		syncing.Wait()
-		_, _, unconfirmed := p.current()
+		_, _, _, unconfirmed := p.current()
 		work = append(unconfirmed, work...)
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -522,12 +526,12 @@ func (p *Push) Run(ctx context.Context) {
 			}
 			work = append(work, q)
 		}
-		transport, policy, unconfirmed := p.current()
+		transport, policy, concurrency, unconfirmed := p.current()
 		work = append(unconfirmed, work...)
 		var err error
 		sent := false
-		if p.opts.Concurrency > 1 && len(work) == 1 && work[0].fresh() {
-			wave := append(work, p.takeMore(work[0].flush, p.opts.Concurrency-1)...)
+		if concurrency > 1 && len(work) == 1 && work[0].fresh() {
+			wave := append(work, p.takeMore(work[0].flush, concurrency-1)...)
 			if len(wave) > 1 {
 				if work, err = p.sendWave(ctx, transport, wave); ctx.Err() != nil {
 					return // shutdown keeps what was not delivered
