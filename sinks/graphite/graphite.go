@@ -52,6 +52,8 @@ type Options struct {
 type Encoder struct {
 	opts Options
 	tags model.Labels // a point's tags with the external labels
+	// stamp is the flush's timestamp, written once for all its lines.
+	stamp []byte
 	// Skipped counts values carbon cannot store (NaN, ±Inf).
 	Skipped atomic.Uint64
 }
@@ -62,7 +64,7 @@ func NewEncoder(opts Options) *Encoder { return &Encoder{opts: opts} }
 // Encode implements sinks.Encoder. All the lines of one point are one
 // record, so a batch never splits them.
 func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
-	ts := f.Stamp(e.opts.Cumulative).Unix()
+	e.stamp = strconv.AppendInt(e.stamp[:0], f.Stamp(e.opts.Cumulative).Unix(), 10)
 	seconds := f.Length.Seconds()
 	for i := range f.Points {
 		p := &f.Points[i]
@@ -70,7 +72,7 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 			continue
 		}
 		buf.Append(func(b []byte) []byte {
-			w := lineWriter{enc: e, b: b, ts: ts, series: p.Series, seconds: seconds}
+			w := lineWriter{enc: e, b: b, series: p.Series, seconds: seconds}
 			if e.opts.Layout == Tags {
 				w.tags = p.Series.Labels().AppendMerged(e.tags[:0], e.opts.ExternalLabels)
 				w.tagged(p)
@@ -88,7 +90,6 @@ func (e *Encoder) Encode(f *model.Flush, buf *cork.Buffer) {
 type lineWriter struct {
 	enc     *Encoder
 	b       []byte
-	ts      int64
 	series  *model.Series
 	tags    model.Labels // written on every line: merged and sorted once
 	seconds float64      // the interval's length, for per-second rates
@@ -236,7 +237,7 @@ func (w *lineWriter) write(head, key, tail string, v float64, extra []model.Labe
 	w.b = append(w.b, ' ')
 	w.b = appendNumber(w.b, v)
 	w.b = append(w.b, ' ')
-	w.b = strconv.AppendInt(w.b, w.ts, 10)
+	w.b = append(w.b, w.enc.stamp...)
 	w.b = append(w.b, '\n')
 }
 
@@ -247,6 +248,11 @@ func (w *lineWriter) write(head, key, tail string, v float64, extra []model.Labe
 func appendNumber(b []byte, v float64) []byte {
 	if v == 0 {
 		return append(b, '0') // and not "-0"
+	}
+	if a := math.Abs(v); a < 1e15 && v == math.Trunc(v) {
+		// Whole numbers (counts, most gauges) are their integer's digits,
+		// which strconv writes several times faster than the float's.
+		return strconv.AppendInt(b, int64(v), 10)
 	}
 	if a := math.Abs(v); a >= 1e-6 && a < 1e21 {
 		return strconv.AppendFloat(b, v, 'f', -1, 64)
@@ -299,8 +305,15 @@ func appendTag(b []byte, l model.Label) []byte {
 // takes in Unicode's (a no-break space is one). Carbon splits lines on
 // whitespace, so a raw space can never reach it.
 func AppendSanitized(b []byte, key string) []byte {
+	// Keys are nearly always clean: copy the clean head at once, and look
+	// at characters one by one only from the first that is not.
+	clean := 0
+	for clean < len(key) && isKeyByte(key[clean]) {
+		clean++
+	}
+	b = append(b, key[:clean]...)
 	space := false
-	for i := 0; i < len(key); {
+	for i := clean; i < len(key); {
 		c, size := rune(key[i]), 1
 		if c >= utf8.RuneSelf {
 			c, size = utf8.DecodeRuneInString(key[i:])

@@ -1,6 +1,8 @@
 package graphite
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +218,9 @@ func TestKeysAreSanitisedAsEtsy(t *testing.T) {
 		{"x;k=v,y:z!", "x;k=vyz"},
 		{"\u00a0", "_"},
 		{"\xff\xfe", ""},
+		{"api.hits/s", "api.hits-s"}, // clean up to a character that is not
+		{"api.hits\u00a0now", "api.hits_now"},
+		{"", ""},
 	}
 	for _, tt := range tests {
 		if got := string(AppendSanitized(nil, tt.key)); got != tt.want {
@@ -248,11 +253,29 @@ func TestUnicodeWhitespaceInTagsIsAnUnderscore(t *testing.T) {
 // String(v): no exponent from 1e-6 up to 1e21, and a short one outside.
 func TestValuesAreWrittenAsEtsyWritesThem(t *testing.T) {
 	got := encode(t, Options{Layout: Paths}, "a:1234567|g", "b:1.5e-7|g", "c:1e21|g", "d:0.000001|g", "e:-2.5e-8|g",
-		"f:123456789012345680000|g", "g:1.7976931348623157e308|g", "h:0.30000000000000004|g", "i:-0|g", "j:5e-324|g")
+		"f:123456789012345680000|g", "g:1.7976931348623157e308|g", "h:0.30000000000000004|g", "i:-0|g", "j:5e-324|g",
+		"k:999999999999999|g", "l:1e15|g", "m:-42|g", "n:9007199254740993|g", "o:-1e300|g")
 	want := []string{"a 1234567 1800000000", "b 1.5e-7 1800000000", "c 1e+21 1800000000", "d 0.000001 1800000000",
 		"e -2.5e-8 1800000000", "f 123456789012345680000 1800000000", "g 1.7976931348623157e+308 1800000000",
-		"h 0.30000000000000004 1800000000", "i 0 1800000000", "j 5e-324 1800000000"}
+		"h 0.30000000000000004 1800000000", "i 0 1800000000", "j 5e-324 1800000000",
+		"k 999999999999999 1800000000", "l 1000000000000000 1800000000", "m -42 1800000000",
+		"n 9007199254740992 1800000000", "o -1e+300 1800000000"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestWholeNumbersAreWrittenAsTheirFloats: the integer path appendNumber
+// takes for whole numbers writes what the float path would.
+func TestWholeNumbersAreWrittenAsTheirFloats(t *testing.T) {
+	values := []float64{1, -1, 7, 10, 100, 1234567, -987654321, 1 << 40, 999999999999999, -999999999999999}
+	for v := 3.0; v < 1e15; v *= 7.3 {
+		values = append(values, math.Trunc(v), -math.Trunc(v))
+	}
+	for _, v := range values {
+		want := strconv.FormatFloat(v, 'f', -1, 64)
+		if got := string(appendNumber(nil, v)); got != want {
+			t.Errorf("%v: got %q, want %q", v, got, want)
+		}
 	}
 }
