@@ -4,6 +4,7 @@ package e2e
 // (see its README for every quirk these settings avoid).
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -267,9 +268,13 @@ func (i *influxd) createDB(t testing.TB, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// influxd answers 200 before it runs the statement, and stops running
+	// it when the client goes: read the whole answer, which says whether
+	// the statement failed.
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("CREATE DATABASE: %d", resp.StatusCode)
+	if err != nil || resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(`"error"`)) {
+		t.Fatalf("CREATE DATABASE %s: %d %s %v", name, resp.StatusCode, body, err)
 	}
 }
 
