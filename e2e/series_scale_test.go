@@ -136,13 +136,7 @@ func sendToSinkDelay(b *testing.B, n int) {
 	const probes = 600
 	sink := startDiscardSink(b)
 	// Room for the probes past the default max_series of a million.
-	r := startRelay(b, fmt.Sprintf(`
-[statsd]
-udp = ["127.0.0.1:0"]
-tcp = []
-flush_interval = "1s"
-[http]
-listen = "127.0.0.1:0"
+	r := startRelay(b, udpRelay+fmt.Sprintf(`
 [limits]
 max_series = %d
 [[graphite]]

@@ -249,12 +249,13 @@ func appendNumber(b []byte, v float64) []byte {
 	if v == 0 {
 		return append(b, '0') // and not "-0"
 	}
-	if a := math.Abs(v); a < 1e15 && v == math.Trunc(v) {
+	a := math.Abs(v)
+	if a < 1e15 && v == math.Trunc(v) {
 		// Whole numbers (counts, most gauges) are their integer's digits,
 		// which strconv writes several times faster than the float's.
 		return strconv.AppendInt(b, int64(v), 10)
 	}
-	if a := math.Abs(v); a >= 1e-6 && a < 1e21 {
+	if a >= 1e-6 && a < 1e21 {
 		return strconv.AppendFloat(b, v, 'f', -1, 64)
 	}
 	start := len(b)
